@@ -1,0 +1,468 @@
+//! The on-disk format of the `<db>-dwr` file: encoding, decoding and checksums.
+//!
+//! This module is pure: it turns bytes into structures and back and knows
+//! nothing about files. `docs/dwr-format.md` is the normative description;
+//! the layout comments here must agree with it.
+//!
+//! A `-dwr` file is two header slots followed by a slot region:
+//!
+//! ```text
+//!   0    header slot 0   (HEADER_SIZE bytes used of HEADER_STRIDE)
+//!   512  header slot 1
+//!   data_offset ...      slot region: for every protected page index i,
+//!                        two page slots (A at 2*i, B at 2*i+1), each holding
+//!                        a page image followed by a SLOT_TRAILER_SIZE trailer
+//! ```
+//!
+//! A generation `G` is current when the header slot holding it is valid and
+//! the page slots it selects (for each index, the valid slot with the highest
+//! generation not above `G`) hash to the header's digest. Writers never touch
+//! a slot that the current generation selects, so a torn update leaves the
+//! previous generation intact.
+//!
+//! Every integer is big-endian, like SQLite's own file format.
+
+/// The first eight bytes of every header slot.
+pub const MAGIC: &[u8; 8] = b"MetaDWR\0";
+/// The first four bytes of every slot trailer.
+pub const SLOT_MAGIC: &[u8; 4] = b"DWRP";
+/// Version of the layout described here.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes of a header slot that carry data (the rest of the stride is zero).
+pub const HEADER_SIZE: usize = 256;
+/// Distance between the two header slots; one 512-byte sector each so that a
+/// torn write of one can never reach the other.
+pub const HEADER_STRIDE: u64 = 512;
+/// Where the slot region starts in a freshly created file.
+pub const FIRST_DATA_OFFSET: u64 = 2 * HEADER_STRIDE;
+/// Bytes appended to every page image in a page slot.
+pub const SLOT_TRAILER_SIZE: usize = 32;
+
+/// Header flag: the database was in WAL mode when the generation was taken.
+pub const FLAG_WAL: u32 = 1;
+
+/// CRC-32C (Castagnoli), the checksum of every header and page slot.
+pub fn crc32c(data: &[u8]) -> u32 {
+    crc32c::crc32c(data)
+}
+
+/// CRC-32C of `first` followed by `second`, without concatenating them.
+pub fn crc32c_pair(first: &[u8], second: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(first), second)
+}
+
+/// What the database file looked like when a generation was taken. The
+/// staleness rule (see `recovery`) compares these against the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fingerprint {
+    /// Database header offset 24: file change counter.
+    pub change_counter: u32,
+    /// Database header offset 28: in-header database size in pages.
+    pub db_page_count: u32,
+    /// Database header offset 32: first freelist trunk page.
+    pub freelist_trunk: u32,
+    /// Database header offset 36: number of freelist pages.
+    pub freelist_count: u32,
+    /// Database header offset 40: schema cookie.
+    pub schema_cookie: u32,
+    /// CRC-32C over the freelist trunk pages in chain order (0 without trunks).
+    pub freelist_crc: u32,
+    /// Size of the database file in bytes.
+    pub file_size: u64,
+    /// `st_dev` of the database file.
+    pub dev: u64,
+    /// `st_ino` of the database file.
+    pub ino: u64,
+}
+
+/// One decoded header slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header {
+    pub generation: u64,
+    pub page_size: u32,
+    /// Number of protected pages (slot indexes `0..page_count` are live).
+    pub page_count: u32,
+    pub data_offset: u64,
+    /// FNV-1a 64 over the selected slot trailers, see [`Digest`].
+    pub digest: u64,
+    pub flags: u32,
+    pub fingerprint: Fingerprint,
+}
+
+/// Why bytes did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    TooShort,
+    BadMagic,
+    UnsupportedVersion(u32),
+    BadChecksum,
+    BadPageSize(u32),
+    BadLayout(&'static str),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::TooShort => write!(f, "truncated"),
+            DecodeError::BadMagic => write!(f, "not a -dwr header (bad magic)"),
+            DecodeError::UnsupportedVersion(v) => write!(f, "unsupported -dwr format version {v}"),
+            DecodeError::BadChecksum => write!(f, "checksum mismatch"),
+            DecodeError::BadPageSize(p) => write!(f, "invalid page size {p}"),
+            DecodeError::BadLayout(why) => write!(f, "invalid layout: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// True for the page sizes SQLite supports.
+pub fn valid_page_size(page_size: u32) -> bool {
+    (512..=65536).contains(&page_size) && page_size.is_power_of_two()
+}
+
+fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+fn put_u64(buf: &mut [u8], at: usize, v: u64) {
+    buf[at..at + 8].copy_from_slice(&v.to_be_bytes());
+}
+
+pub(crate) fn get_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(buf[at..at + 4].try_into().unwrap())
+}
+
+fn get_u64(buf: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(buf[at..at + 8].try_into().unwrap())
+}
+
+impl Header {
+    /// Encodes the header into its `HEADER_SIZE` bytes, checksum last.
+    pub fn encode(&self) -> [u8; HEADER_SIZE] {
+        let mut b = [0u8; HEADER_SIZE];
+        b[0..8].copy_from_slice(MAGIC);
+        put_u32(&mut b, 8, FORMAT_VERSION);
+        put_u32(&mut b, 12, HEADER_SIZE as u32);
+        put_u64(&mut b, 16, self.generation);
+        put_u32(&mut b, 24, self.page_size);
+        put_u32(&mut b, 28, self.page_count);
+        put_u64(&mut b, 32, self.data_offset);
+        put_u64(&mut b, 40, self.digest);
+        put_u32(&mut b, 48, self.flags);
+        let fp = &self.fingerprint;
+        put_u32(&mut b, 56, fp.change_counter);
+        put_u32(&mut b, 60, fp.db_page_count);
+        put_u32(&mut b, 64, fp.freelist_trunk);
+        put_u32(&mut b, 68, fp.freelist_count);
+        put_u32(&mut b, 72, fp.schema_cookie);
+        put_u32(&mut b, 76, fp.freelist_crc);
+        put_u64(&mut b, 80, fp.file_size);
+        put_u64(&mut b, 88, fp.dev);
+        put_u64(&mut b, 96, fp.ino);
+        let crc = crc32c(&b[..HEADER_SIZE - 4]);
+        put_u32(&mut b, HEADER_SIZE - 4, crc);
+        b
+    }
+
+    /// Decodes and validates one header slot.
+    pub fn decode(b: &[u8]) -> Result<Header, DecodeError> {
+        if b.len() < HEADER_SIZE {
+            return Err(DecodeError::TooShort);
+        }
+        if &b[0..8] != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        if crc32c(&b[..HEADER_SIZE - 4]) != get_u32(b, HEADER_SIZE - 4) {
+            return Err(DecodeError::BadChecksum);
+        }
+        let version = get_u32(b, 8);
+        if version != FORMAT_VERSION || get_u32(b, 12) != HEADER_SIZE as u32 {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let h = Header {
+            generation: get_u64(b, 16),
+            page_size: get_u32(b, 24),
+            page_count: get_u32(b, 28),
+            data_offset: get_u64(b, 32),
+            digest: get_u64(b, 40),
+            flags: get_u32(b, 48),
+            fingerprint: Fingerprint {
+                change_counter: get_u32(b, 56),
+                db_page_count: get_u32(b, 60),
+                freelist_trunk: get_u32(b, 64),
+                freelist_count: get_u32(b, 68),
+                schema_cookie: get_u32(b, 72),
+                freelist_crc: get_u32(b, 76),
+                file_size: get_u64(b, 80),
+                dev: get_u64(b, 88),
+                ino: get_u64(b, 96),
+            },
+        };
+        if !valid_page_size(h.page_size) {
+            return Err(DecodeError::BadPageSize(h.page_size));
+        }
+        if h.data_offset < FIRST_DATA_OFFSET {
+            return Err(DecodeError::BadLayout("slot region overlaps the headers"));
+        }
+        if h.page_count == 0 {
+            return Err(DecodeError::BadLayout("no protected pages"));
+        }
+        Ok(h)
+    }
+
+    /// Size of one page slot (page image plus trailer).
+    pub fn slot_size(&self) -> u64 {
+        slot_size(self.page_size)
+    }
+
+    /// End of the slot region this header describes.
+    pub fn region_end(&self) -> u64 {
+        slot_offset(self.data_offset, self.page_size, self.page_count, 0)
+    }
+}
+
+/// Size of one page slot for `page_size`.
+pub fn slot_size(page_size: u32) -> u64 {
+    page_size as u64 + SLOT_TRAILER_SIZE as u64
+}
+
+/// Byte offset of slot `which` (0 = A, 1 = B) of protected index `index`.
+pub fn slot_offset(data_offset: u64, page_size: u32, index: u32, which: u8) -> u64 {
+    data_offset + (2 * index as u64 + which as u64) * slot_size(page_size)
+}
+
+/// Offset of header slot `which` (0 or 1). Generation `g` lives in slot `g % 2`.
+pub fn header_offset(which: u64) -> u64 {
+    which * HEADER_STRIDE
+}
+
+/// The trailer written after a page image in a page slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trailer {
+    pub pgno: u32,
+    pub generation: u64,
+    pub index: u32,
+    pub page_size: u32,
+    /// CRC-32C of the page image followed by trailer bytes 0..28.
+    pub crc: u32,
+}
+
+impl Trailer {
+    /// Builds the trailer for `page` and computes its checksum.
+    pub fn seal(page: &[u8], pgno: u32, generation: u64, index: u32) -> Trailer {
+        let mut t = Trailer {
+            pgno,
+            generation,
+            index,
+            page_size: page.len() as u32,
+            crc: 0,
+        };
+        let bytes = t.encode();
+        t.crc = crc32c_pair(page, &bytes[..SLOT_TRAILER_SIZE - 4]);
+        t
+    }
+
+    pub fn encode(&self) -> [u8; SLOT_TRAILER_SIZE] {
+        let mut b = [0u8; SLOT_TRAILER_SIZE];
+        b[0..4].copy_from_slice(SLOT_MAGIC);
+        put_u32(&mut b, 4, self.pgno);
+        put_u64(&mut b, 8, self.generation);
+        put_u32(&mut b, 16, self.index);
+        put_u32(&mut b, 20, self.page_size);
+        put_u32(&mut b, 28, self.crc);
+        b
+    }
+
+    /// Decodes a whole slot (page image plus trailer) and verifies it.
+    /// `index` and `page_size` are what the reader expects at this position.
+    pub fn verify_slot(slot: &[u8], index: u32, page_size: u32) -> Result<Trailer, DecodeError> {
+        let ps = page_size as usize;
+        if slot.len() != ps + SLOT_TRAILER_SIZE {
+            return Err(DecodeError::TooShort);
+        }
+        let (page, tb) = slot.split_at(ps);
+        if &tb[0..4] != SLOT_MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let t = Trailer {
+            pgno: get_u32(tb, 4),
+            generation: get_u64(tb, 8),
+            index: get_u32(tb, 16),
+            page_size: get_u32(tb, 20),
+            crc: get_u32(tb, 28),
+        };
+        if crc32c_pair(page, &tb[..SLOT_TRAILER_SIZE - 4]) != t.crc {
+            return Err(DecodeError::BadChecksum);
+        }
+        if t.index != index || t.page_size != page_size || t.pgno == 0 {
+            return Err(DecodeError::BadLayout(
+                "slot trailer does not match its position",
+            ));
+        }
+        Ok(t)
+    }
+}
+
+/// FNV-1a 64 over the trailers a generation selects, in index order. It binds
+/// the header to exactly one set of page slots: a header whose slots were not
+/// all persisted (power loss under a relaxed sync policy) fails to match.
+#[derive(Debug, Clone, Copy)]
+pub struct Digest(u64);
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Digest {
+    pub fn add(&mut self, t: &Trailer) {
+        let mut bytes = [0u8; 20];
+        put_u32(&mut bytes, 0, t.index);
+        put_u32(&mut bytes, 4, t.pgno);
+        put_u64(&mut bytes, 8, t.generation);
+        put_u32(&mut bytes, 16, t.crc);
+        for b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_header() -> Header {
+        Header {
+            generation: 42,
+            page_size: 4096,
+            page_count: 3,
+            data_offset: FIRST_DATA_OFFSET,
+            digest: 0x1234_5678_9abc_def0,
+            flags: FLAG_WAL,
+            fingerprint: Fingerprint {
+                change_counter: 7,
+                db_page_count: 10,
+                freelist_trunk: 0,
+                freelist_count: 0,
+                schema_cookie: 3,
+                freelist_crc: 0,
+                file_size: 40960,
+                dev: 2049,
+                ino: 123456,
+            },
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = sample_header();
+        let bytes = h.encode();
+        assert_eq!(&bytes[0..8], MAGIC);
+        assert_eq!(Header::decode(&bytes).unwrap(), h);
+    }
+
+    #[test]
+    fn header_rejects_every_single_bit_flip() {
+        let bytes = sample_header().encode();
+        for bit in 0..HEADER_SIZE * 8 {
+            let mut b = bytes;
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                Header::decode(&b).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn header_rejects_short_zero_and_bad_fields() {
+        assert_eq!(Header::decode(&[0u8; 10]), Err(DecodeError::TooShort));
+        assert_eq!(
+            Header::decode(&[0u8; HEADER_SIZE]),
+            Err(DecodeError::BadMagic)
+        );
+        let mut h = sample_header();
+        h.page_size = 1000;
+        assert_eq!(
+            Header::decode(&h.encode()),
+            Err(DecodeError::BadPageSize(1000))
+        );
+        let mut h = sample_header();
+        h.data_offset = 0;
+        assert!(matches!(
+            Header::decode(&h.encode()),
+            Err(DecodeError::BadLayout(_))
+        ));
+    }
+
+    #[test]
+    fn slot_round_trips_and_detects_damage() {
+        let page: Vec<u8> = (0..512u32).map(|i| (i * 7) as u8).collect();
+        let t = Trailer::seal(&page, 5, 9, 2);
+        let mut slot = page.clone();
+        slot.extend_from_slice(&t.encode());
+        assert_eq!(Trailer::verify_slot(&slot, 2, 512).unwrap(), t);
+        // Wrong position or page size is refused even with a good checksum.
+        assert!(Trailer::verify_slot(&slot, 3, 512).is_err());
+        let mut torn = slot.clone();
+        torn[100] ^= 0x10;
+        assert_eq!(
+            Trailer::verify_slot(&torn, 2, 512),
+            Err(DecodeError::BadChecksum)
+        );
+        let mut zeroed = slot.clone();
+        zeroed[512..].fill(0);
+        assert_eq!(
+            Trailer::verify_slot(&zeroed, 2, 512),
+            Err(DecodeError::BadMagic)
+        );
+    }
+
+    #[test]
+    fn digest_depends_on_every_field_and_order() {
+        let a = Trailer {
+            pgno: 1,
+            generation: 1,
+            index: 0,
+            page_size: 512,
+            crc: 10,
+        };
+        let b = Trailer {
+            pgno: 2,
+            generation: 1,
+            index: 1,
+            page_size: 512,
+            crc: 20,
+        };
+        let d = |ts: &[Trailer]| {
+            let mut d = Digest::default();
+            ts.iter().for_each(|t| d.add(t));
+            d.finish()
+        };
+        assert_ne!(d(&[a, b]), d(&[b, a]));
+        assert_ne!(d(&[a, b]), d(&[a, Trailer { generation: 2, ..b }]));
+        assert_ne!(d(&[a, b]), d(&[a, Trailer { crc: 21, ..b }]));
+        assert_eq!(d(&[a, b]), d(&[a, b]));
+    }
+
+    #[test]
+    fn slots_never_overlap_headers_or_each_other() {
+        let ps = 512;
+        assert!(slot_offset(FIRST_DATA_OFFSET, ps, 0, 0) >= 2 * HEADER_STRIDE);
+        assert_eq!(
+            slot_offset(FIRST_DATA_OFFSET, ps, 0, 1) - slot_offset(FIRST_DATA_OFFSET, ps, 0, 0),
+            slot_size(ps)
+        );
+        assert_eq!(
+            slot_offset(FIRST_DATA_OFFSET, ps, 1, 0),
+            slot_offset(FIRST_DATA_OFFSET, ps, 0, 1) + slot_size(ps)
+        );
+        assert!(HEADER_SIZE as u64 <= HEADER_STRIDE);
+    }
+}

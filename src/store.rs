@@ -1,0 +1,911 @@
+//! The `-dwr` store: reading generations, writing new ones, and the sync policy.
+//!
+//! The store owns the open `-dwr` file and a *mirror*: the page images and
+//! slot trailers of the generation it last read or wrote. The mirror lets a
+//! commit write only the protected pages that changed, and lets the writer
+//! know which slot of every index it must not touch.
+//!
+//! Several connections (and processes) may share one `-dwr`. SQLite's own
+//! locks serialise writers of the database file, and the store is only
+//! written while such a lock is held, so before every update the store
+//! re-reads the two header slots and reloads the mirror if another
+//! connection wrote a newer generation.
+
+use crate::format::{
+    self, header_offset, slot_offset, slot_size, DecodeError, Digest, Fingerprint, Header, Trailer,
+    FIRST_DATA_OFFSET, HEADER_SIZE, HEADER_STRIDE, SLOT_TRAILER_SIZE,
+};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// When the store fsyncs the `-dwr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Never; the operating system writes the file back when it likes.
+    Off,
+    /// After every `PERIODIC_UPDATES` updates or `PERIODIC_INTERVAL`,
+    /// whichever comes first, and when the file is closed. The default.
+    Periodic,
+    /// After every update, before the database lock is released.
+    Full,
+}
+
+pub const PERIODIC_UPDATES: u32 = 100;
+pub const PERIODIC_INTERVAL: Duration = Duration::from_secs(30);
+
+impl SyncPolicy {
+    pub fn parse(s: &str) -> Option<SyncPolicy> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "0" => Some(SyncPolicy::Off),
+            "periodic" | "normal" | "1" => Some(SyncPolicy::Periodic),
+            "full" | "2" => Some(SyncPolicy::Full),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncPolicy::Off => "off",
+            SyncPolicy::Periodic => "periodic",
+            SyncPolicy::Full => "full",
+        }
+    }
+}
+
+/// The protected pages of one database state, ready to become a generation.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub page_size: u32,
+    /// (page number, page image), page 1 first, no duplicates.
+    pub pages: Vec<(u32, Vec<u8>)>,
+    pub fingerprint: Fingerprint,
+    pub flags: u32,
+}
+
+/// A complete, verified generation read from the file.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub header: Header,
+    /// (page number, page image) in index order.
+    pub pages: Vec<(u32, Vec<u8>)>,
+}
+
+impl Generation {
+    pub fn page(&self, pgno: u32) -> Option<&[u8]> {
+        self.pages
+            .iter()
+            .find(|(p, _)| *p == pgno)
+            .map(|(_, d)| d.as_slice())
+    }
+}
+
+/// What reading the whole `-dwr` found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Valid generations, newest first (at most two).
+    pub generations: Vec<Generation>,
+    /// Why each header slot that did not yield a generation was refused.
+    pub rejected: Vec<String>,
+    /// Highest generation number found in any header or slot trailer.
+    pub max_generation_seen: u64,
+    /// Per index of the newest valid generation: the selected slot, its
+    /// trailer, and the generation in the other slot (0 if not valid).
+    selected: Vec<(u8, Trailer, u64)>,
+}
+
+/// Counters the benchmarks read; cumulative per store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub generations_written: u64,
+    pub pages_written: u64,
+    pub bytes_written: u64,
+    pub fsyncs: u64,
+}
+
+struct Slot {
+    pgno: u32,
+    /// Which of the two slots the mirror's generation selects.
+    current: u8,
+    trailer: Trailer,
+    /// Generation stored in the other slot, if it is valid.
+    other_generation: u64,
+    image: Vec<u8>,
+}
+
+struct Mirror {
+    header: Header,
+    slots: Vec<Slot>,
+    max_generation_seen: u64,
+}
+
+/// An open `-dwr` file.
+pub struct Store {
+    file: File,
+    path: PathBuf,
+    mirror: Option<Mirror>,
+    policy: SyncPolicy,
+    updates_since_sync: u32,
+    last_sync: Instant,
+    stats: Stats,
+}
+
+/// Why a generation could not be written or read.
+#[derive(Debug)]
+pub enum StoreError {
+    Io(io::Error),
+    Invalid(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Io(e) => write!(f, "{e}"),
+            StoreError::Invalid(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+impl Store {
+    /// Opens (and with `create`, creates) the `-dwr` at `path`. Symlinks are
+    /// refused: the copy must live next to the database it protects.
+    pub fn open(path: &Path, create: bool, policy: SyncPolicy) -> io::Result<Store> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .custom_flags(libc_o_nofollow() | libc_o_cloexec())
+            .mode(0o644)
+            .open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(Store {
+            file,
+            path: path.to_owned(),
+            mirror: None,
+            policy,
+            updates_since_sync: 0,
+            last_sync: Instant::now(),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn policy(&self) -> SyncPolicy {
+        self.policy
+    }
+
+    pub fn set_policy(&mut self, policy: SyncPolicy) {
+        self.policy = policy;
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// True while the file still has a name (another connection may have
+    /// disabled protection and removed it).
+    pub fn is_linked(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().map(|m| m.nlink() > 0).unwrap_or(false)
+    }
+
+    /// Generation number the mirror holds, if any.
+    pub fn mirror_generation(&self) -> Option<u64> {
+        self.mirror.as_ref().map(|m| m.header.generation)
+    }
+
+    /// Page numbers of the mirror's generation, in index order.
+    pub fn mirror_pages(&self) -> impl Iterator<Item = u32> + '_ {
+        self.mirror
+            .iter()
+            .flat_map(|m| m.slots.iter().map(|s| s.pgno))
+    }
+
+    /// The mirror's image of `pgno`, if it is protected.
+    pub fn mirror_page(&self, pgno: u32) -> Option<&[u8]> {
+        let m = self.mirror.as_ref()?;
+        m.slots
+            .iter()
+            .find(|s| s.pgno == pgno)
+            .map(|s| s.image.as_slice())
+    }
+
+    pub fn mirror_header(&self) -> Option<&Header> {
+        self.mirror.as_ref().map(|m| &m.header)
+    }
+
+    /// Reads both header slots and returns the highest generation whose
+    /// header checksum is valid (not yet checked against its slots).
+    fn newest_header_generation(&self) -> io::Result<Option<u64>> {
+        let mut buf = vec![0u8; (2 * HEADER_STRIDE) as usize];
+        let n = read_up_to(&self.file, &mut buf, 0)?;
+        let mut best = None;
+        for which in 0..2u64 {
+            let start = header_offset(which) as usize;
+            if n >= start + HEADER_SIZE {
+                if let Ok(h) = Header::decode(&buf[start..start + HEADER_SIZE]) {
+                    best = best.max(Some(h.generation));
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// Makes sure the mirror reflects the newest valid generation in the
+    /// file; cheap (one small read) when nobody else wrote since.
+    pub fn refresh(&mut self) -> Result<(), StoreError> {
+        let newest = self.newest_header_generation()?;
+        if let (Some(m), Some(g)) = (&self.mirror, newest) {
+            if m.header.generation == g {
+                return Ok(());
+            }
+        }
+        let scan = self.scan()?;
+        self.adopt_scan(scan);
+        Ok(())
+    }
+
+    fn adopt_scan(&mut self, scan: Scan) {
+        let max_seen = scan.max_generation_seen;
+        self.mirror = scan.generations.into_iter().next().map(|g| Mirror {
+            slots: g
+                .pages
+                .into_iter()
+                .zip(scan.selected)
+                .map(
+                    |((pgno, image), (current, trailer, other_generation))| Slot {
+                        pgno,
+                        current,
+                        trailer,
+                        other_generation,
+                        image,
+                    },
+                )
+                .collect(),
+            header: g.header,
+            max_generation_seen: max_seen,
+        });
+        if let Some(m) = &mut self.mirror {
+            m.max_generation_seen = m.max_generation_seen.max(max_seen);
+        }
+    }
+
+    /// Reads and verifies everything in the file.
+    pub fn scan(&self) -> io::Result<Scan> {
+        let len = self.file.metadata()?.len();
+        let mut scan = Scan::default();
+        let mut headers = Vec::new();
+        let mut hbuf = [0u8; HEADER_SIZE];
+        for which in 0..2u64 {
+            let off = header_offset(which);
+            if len < off + HEADER_SIZE as u64 {
+                scan.rejected
+                    .push(format!("header slot {which}: truncated"));
+                continue;
+            }
+            self.file.read_exact_at(&mut hbuf, off)?;
+            match Header::decode(&hbuf) {
+                Ok(h) => headers.push(h),
+                Err(e) => scan.rejected.push(format!("header slot {which}: {e}")),
+            }
+        }
+        headers.sort_by(|a, b| b.generation.cmp(&a.generation));
+        for h in headers {
+            scan.max_generation_seen = scan.max_generation_seen.max(h.generation);
+            match self.read_generation(&h, len) {
+                Ok((generation, selected, max_slot_gen)) => {
+                    scan.max_generation_seen = scan.max_generation_seen.max(max_slot_gen);
+                    if scan.generations.is_empty() {
+                        scan.selected = selected;
+                    }
+                    scan.generations.push(generation);
+                }
+                Err(e) => scan
+                    .rejected
+                    .push(format!("generation {}: {e}", h.generation)),
+            }
+        }
+        Ok(scan)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn read_generation(
+        &self,
+        h: &Header,
+        file_len: u64,
+    ) -> Result<(Generation, Vec<(u8, Trailer, u64)>, u64), DecodeError> {
+        if h.region_end() > file_len {
+            return Err(DecodeError::BadLayout(
+                "slot region extends past end of file",
+            ));
+        }
+        let ss = slot_size(h.page_size) as usize;
+        let ps = h.page_size as usize;
+        let mut pair = vec![0u8; 2 * ss];
+        let mut pages = Vec::with_capacity(h.page_count as usize);
+        let mut selected = Vec::with_capacity(h.page_count as usize);
+        let mut digest = Digest::default();
+        let mut max_slot_gen = 0;
+        let mut seen = HashMap::new();
+        for index in 0..h.page_count {
+            let off = slot_offset(h.data_offset, h.page_size, index, 0);
+            self.file
+                .read_exact_at(&mut pair, off)
+                .map_err(|_| DecodeError::TooShort)?;
+            let mut gens = [0u64; 2];
+            let mut best: Option<(Trailer, usize)> = None;
+            for which in 0..2 {
+                let slot = &pair[which * ss..(which + 1) * ss];
+                if let Ok(t) = Trailer::verify_slot(slot, index, h.page_size) {
+                    gens[which] = t.generation;
+                    max_slot_gen = max_slot_gen.max(t.generation);
+                    if t.generation <= h.generation
+                        && best.map_or(true, |(b, _)| t.generation > b.generation)
+                    {
+                        best = Some((t, which));
+                    }
+                }
+            }
+            let Some((t, which)) = best else {
+                return Err(DecodeError::BadLayout("a protected page has no valid copy"));
+            };
+            if seen.insert(t.pgno, index).is_some() {
+                return Err(DecodeError::BadLayout("a page is listed twice"));
+            }
+            digest.add(&t);
+            selected.push((which as u8, t, gens[1 - which]));
+            pages.push((t.pgno, pair[which * ss..which * ss + ps].to_vec()));
+        }
+        if digest.finish() != h.digest {
+            return Err(DecodeError::BadLayout(
+                "page copies do not match the header (incomplete update)",
+            ));
+        }
+        if !seen.contains_key(&1) {
+            return Err(DecodeError::BadLayout("page 1 is not protected"));
+        }
+        Ok((Generation { header: *h, pages }, selected, max_slot_gen))
+    }
+
+    /// Writes `snap` as a new generation. Only pages whose images differ from
+    /// the mirror are written; a page-size change rewrites everything into a
+    /// fresh region so the previous generation stays intact until the new
+    /// header lands.
+    pub fn write_generation(&mut self, snap: &Snapshot) -> Result<u64, StoreError> {
+        if snap.pages.is_empty() || snap.pages[0].0 != 1 {
+            return Err(StoreError::Invalid(
+                "snapshot must start with page 1".into(),
+            ));
+        }
+        if snap
+            .pages
+            .iter()
+            .any(|(_, d)| d.len() != snap.page_size as usize)
+        {
+            return Err(StoreError::Invalid(
+                "snapshot page of the wrong size".into(),
+            ));
+        }
+        let incremental = matches!(&self.mirror, Some(m) if m.header.page_size == snap.page_size);
+        let generation = if incremental {
+            self.write_incremental(snap)?
+        } else {
+            self.write_full(snap)?
+        };
+        self.after_update()?;
+        Ok(generation)
+    }
+
+    fn write_slot(&mut self, off: u64, image: &[u8], trailer: &Trailer) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(image.len() + SLOT_TRAILER_SIZE);
+        buf.extend_from_slice(image);
+        buf.extend_from_slice(&trailer.encode());
+        self.file.write_all_at(&buf, off)?;
+        self.stats.pages_written += 1;
+        self.stats.bytes_written += buf.len() as u64;
+        Ok(())
+    }
+
+    fn write_header(&mut self, h: &Header) -> io::Result<()> {
+        let bytes = h.encode();
+        self.file
+            .write_all_at(&bytes, header_offset(h.generation % 2))?;
+        self.stats.bytes_written += bytes.len() as u64;
+        self.stats.generations_written += 1;
+        Ok(())
+    }
+
+    fn write_incremental(&mut self, snap: &Snapshot) -> Result<u64, StoreError> {
+        let mut m = self
+            .mirror
+            .take()
+            .expect("incremental write needs a mirror");
+        let generation = m.max_generation_seen + 1;
+        let assignment = assign_indexes(&m.slots.iter().map(|s| s.pgno).collect::<Vec<_>>(), snap);
+        let ps = snap.page_size;
+        let mut digest = Digest::default();
+        let mut new_slots = Vec::with_capacity(assignment.len());
+        let mut old_slots: Vec<Option<Slot>> = m.slots.drain(..).map(Some).collect();
+        let result = (|| -> io::Result<()> {
+            for (index, &snap_pos) in assignment.iter().enumerate() {
+                let (pgno, image) = &snap.pages[snap_pos];
+                let old = old_slots.get_mut(index).and_then(Option::take);
+                let unchanged = old.as_ref().is_some_and(|o| {
+                    o.pgno == *pgno
+                        && o.image == *image
+                        && o.other_generation <= o.trailer.generation
+                });
+                let slot = if unchanged {
+                    old.unwrap()
+                } else {
+                    // Write into the slot the previous generation does not select.
+                    let which = old.as_ref().map_or(0, |o| 1 - o.current);
+                    let trailer = Trailer::seal(image, *pgno, generation, index as u32);
+                    let off = slot_offset(m.header.data_offset, ps, index as u32, which);
+                    self.write_slot(off, image, &trailer)?;
+                    Slot {
+                        pgno: *pgno,
+                        current: which,
+                        trailer,
+                        other_generation: old.map_or(0, |o| o.trailer.generation),
+                        image: image.clone(),
+                    }
+                };
+                digest.add(&slot.trailer);
+                new_slots.push(slot);
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // The file may now hold slots newer than the mirror knows of;
+            // drop the mirror so the next update rescans.
+            return Err(e.into());
+        }
+        let header = Header {
+            generation,
+            page_size: ps,
+            page_count: new_slots.len() as u32,
+            data_offset: m.header.data_offset,
+            digest: digest.finish(),
+            flags: snap.flags,
+            fingerprint: snap.fingerprint,
+        };
+        self.write_header(&header)?;
+        self.mirror = Some(Mirror {
+            header,
+            slots: new_slots,
+            max_generation_seen: generation,
+        });
+        Ok(generation)
+    }
+
+    fn write_full(&mut self, snap: &Snapshot) -> Result<u64, StoreError> {
+        let len = self.file.metadata()?.len();
+        // Scan when there is no mirror, so a valid generation already in the
+        // file is neither overwritten nor outnumbered.
+        let (keep_region, max_seen) = match &self.mirror {
+            Some(m) => (
+                Some((m.header.data_offset, m.header.region_end())),
+                m.max_generation_seen,
+            ),
+            None => {
+                let scan = self.scan()?;
+                let region = scan
+                    .generations
+                    .first()
+                    .map(|g| (g.header.data_offset, g.header.region_end()));
+                (region, scan.max_generation_seen)
+            }
+        };
+        let ps = snap.page_size;
+        let needed = 2 * snap.pages.len() as u64 * slot_size(ps);
+        let data_offset = match keep_region {
+            None => {
+                self.file.set_len(0)?;
+                FIRST_DATA_OFFSET
+            }
+            Some((start, _)) if FIRST_DATA_OFFSET + needed <= start => FIRST_DATA_OFFSET,
+            Some((_, end)) => round_up(end.max(len), HEADER_STRIDE),
+        };
+        let generation = max_seen + 1;
+        let mut digest = Digest::default();
+        let mut slots = Vec::with_capacity(snap.pages.len());
+        for (index, (pgno, image)) in snap.pages.iter().enumerate() {
+            let trailer = Trailer::seal(image, *pgno, generation, index as u32);
+            self.write_slot(
+                slot_offset(data_offset, ps, index as u32, 0),
+                image,
+                &trailer,
+            )?;
+            // Slot B may hold an older region's bytes; invalidate it so that
+            // it can never be selected.
+            let b = slot_offset(data_offset, ps, index as u32, 1);
+            self.file
+                .write_all_at(&[0u8; SLOT_TRAILER_SIZE], b + ps as u64)?;
+            digest.add(&trailer);
+            slots.push(Slot {
+                pgno: *pgno,
+                current: 0,
+                trailer,
+                other_generation: 0,
+                image: image.clone(),
+            });
+        }
+        let header = Header {
+            generation,
+            page_size: ps,
+            page_count: slots.len() as u32,
+            data_offset,
+            digest: digest.finish(),
+            flags: snap.flags,
+            fingerprint: snap.fingerprint,
+        };
+        self.write_header(&header)?;
+        if data_offset == FIRST_DATA_OFFSET && keep_region.is_some() {
+            // The region moved back to the front: once the new generation is
+            // durable, the old region is dead weight.
+            self.sync()?;
+            self.file.set_len(header.region_end())?;
+        }
+        self.mirror = Some(Mirror {
+            header,
+            slots,
+            max_generation_seen: generation,
+        });
+        Ok(generation)
+    }
+
+    fn after_update(&mut self) -> io::Result<()> {
+        self.updates_since_sync += 1;
+        let due = match self.policy {
+            SyncPolicy::Off => false,
+            SyncPolicy::Full => true,
+            SyncPolicy::Periodic => {
+                self.updates_since_sync >= PERIODIC_UPDATES
+                    || self.last_sync.elapsed() >= PERIODIC_INTERVAL
+            }
+        };
+        if due {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs the `-dwr` now.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.stats.fsyncs += 1;
+        self.updates_since_sync = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Called when the database file is closed: under the periodic policy,
+    /// pending updates are made durable.
+    pub fn sync_if_pending(&mut self) -> io::Result<()> {
+        if self.policy != SyncPolicy::Off && self.updates_since_sync > 0 {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the mirror, e.g. after an error left the file in an unknown state.
+    pub fn forget_mirror(&mut self) {
+        self.mirror = None;
+    }
+}
+
+/// Decides which snapshot page goes to which index. Pages keep their index
+/// when they stay protected, so an unchanged page is never rewritten; new
+/// pages fill the holes left by pages that left the schema, and the live
+/// indexes stay dense (`0..snap.pages.len()`). Returns, per index, the
+/// position of its page in `snap.pages`.
+fn assign_indexes(current: &[u32], snap: &Snapshot) -> Vec<usize> {
+    let n = snap.pages.len();
+    let position: HashMap<u32, usize> = snap
+        .pages
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (*p, i))
+        .collect();
+    let mut assignment: Vec<Option<usize>> = vec![None; n];
+    let mut placed = vec![false; n];
+    for (index, pgno) in current.iter().enumerate().take(n) {
+        if let Some(&pos) = position.get(pgno) {
+            assignment[index] = Some(pos);
+            placed[pos] = true;
+        }
+    }
+    let mut unplaced = (0..n).filter(|&pos| !placed[pos]);
+    assignment
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| unplaced.next().expect("as many pages as indexes")))
+        .collect()
+}
+
+fn round_up(v: u64, to: u64) -> u64 {
+    v.div_ceil(to) * to
+}
+
+fn read_up_to(file: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+fn libc_o_nofollow() -> i32 {
+    0o400000 // O_NOFOLLOW on Linux
+}
+
+fn libc_o_cloexec() -> i32 {
+    0o2000000 // O_CLOEXEC on Linux
+}
+
+/// Re-exported for the recovery module's checks.
+pub use format::valid_page_size;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("metadwr-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        dir
+    }
+
+    fn page(ps: u32, seed: u8) -> Vec<u8> {
+        (0..ps)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    fn snap(ps: u32, pages: &[(u32, u8)], counter: u32) -> Snapshot {
+        Snapshot {
+            page_size: ps,
+            pages: pages.iter().map(|&(p, s)| (p, page(ps, s))).collect(),
+            fingerprint: Fingerprint {
+                change_counter: counter,
+                ..Default::default()
+            },
+            flags: 0,
+        }
+    }
+
+    fn newest(store: &Store) -> Generation {
+        store
+            .scan()
+            .unwrap()
+            .generations
+            .into_iter()
+            .next()
+            .unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_incremental_writes_only_changed_pages() {
+        let path = tmp("incr");
+        let mut s = Store::open(&path, true, SyncPolicy::Off).unwrap();
+        let g1 = s
+            .write_generation(&snap(512, &[(1, 1), (2, 2), (5, 5)], 1))
+            .unwrap();
+        assert_eq!(s.stats().pages_written, 3);
+        let g2 = s
+            .write_generation(&snap(512, &[(1, 9), (2, 2), (5, 5)], 2))
+            .unwrap();
+        assert_eq!(g2, g1 + 1);
+        assert_eq!(s.stats().pages_written, 4, "only page 1 changed");
+        let g = newest(&Store::open(&path, false, SyncPolicy::Off).unwrap());
+        assert_eq!(g.header.generation, g2);
+        assert_eq!(g.header.fingerprint.change_counter, 2);
+        assert_eq!(g.page(1).unwrap(), page(512, 9).as_slice());
+        assert_eq!(g.page(5).unwrap(), page(512, 5).as_slice());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn protected_set_can_grow_shrink_and_change_page_size() {
+        let path = tmp("grow");
+        let mut s = Store::open(&path, true, SyncPolicy::Off).unwrap();
+        s.write_generation(&snap(1024, &[(1, 1), (2, 2)], 1))
+            .unwrap();
+        s.write_generation(&snap(1024, &[(1, 3), (2, 2), (7, 7), (8, 8)], 2))
+            .unwrap();
+        s.write_generation(&snap(1024, &[(1, 4), (8, 8)], 3))
+            .unwrap();
+        let g = newest(&s);
+        assert_eq!(g.pages.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 8]);
+        s.write_generation(&snap(4096, &[(1, 5), (3, 3)], 4))
+            .unwrap();
+        let g = newest(&s);
+        assert_eq!(g.header.page_size, 4096);
+        assert_eq!(g.page(3).unwrap(), page(4096, 3).as_slice());
+        // And back again: the region returns to the front when it fits.
+        s.write_generation(&snap(512, &[(1, 6)], 5)).unwrap();
+        let g = newest(&Store::open(&path, false, SyncPolicy::Off).unwrap());
+        assert_eq!(g.header.data_offset, FIRST_DATA_OFFSET);
+        assert_eq!(g.page(1).unwrap(), page(512, 6).as_slice());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn torn_update_leaves_previous_generation() {
+        let path = tmp("torn");
+        let mut s = Store::open(&path, true, SyncPolicy::Off).unwrap();
+        s.write_generation(&snap(512, &[(1, 1), (2, 2)], 1))
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+        s.write_generation(&snap(512, &[(1, 7), (2, 8)], 2))
+            .unwrap();
+        let after = std::fs::read(&path).unwrap();
+        // Replay the update byte range by byte range: every prefix of the
+        // changed bytes must still yield a complete generation.
+        let changed: Vec<usize> = (0..after.len())
+            .filter(|&i| before.get(i) != Some(&after[i]))
+            .collect();
+        for cut in (0..changed.len()).step_by(97).chain([changed.len()]) {
+            let mut img = before.clone();
+            img.resize(after.len(), 0);
+            for &i in &changed[..cut] {
+                img[i] = after[i];
+            }
+            std::fs::write(&path, &img).unwrap();
+            let g = newest(&Store::open(&path, false, SyncPolicy::Off).unwrap());
+            let expect = if g.header.fingerprint.change_counter == 1 {
+                (1, 2)
+            } else {
+                (7, 8)
+            };
+            assert_eq!(
+                g.page(1).unwrap(),
+                page(512, expect.0).as_slice(),
+                "cut {cut}"
+            );
+            assert_eq!(
+                g.page(2).unwrap(),
+                page(512, expect.1).as_slice(),
+                "cut {cut}"
+            );
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn dropped_slot_write_invalidates_the_newer_header_only() {
+        let path = tmp("dropped");
+        let mut s = Store::open(&path, true, SyncPolicy::Off).unwrap();
+        s.write_generation(&snap(512, &[(1, 1), (2, 2)], 1))
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+        s.write_generation(&snap(512, &[(1, 1), (2, 9)], 2))
+            .unwrap();
+        let mut after = std::fs::read(&path).unwrap();
+        // Power loss kept the header write but dropped the page write.
+        let off = slot_offset(FIRST_DATA_OFFSET, 512, 1, 1) as usize;
+        let end = off + slot_size(512) as usize;
+        after[off..end].copy_from_slice(
+            &before
+                .get(off..end)
+                .map_or(vec![0; end - off], |b| b.to_vec()),
+        );
+        std::fs::write(&path, &after).unwrap();
+        let scan = Store::open(&path, false, SyncPolicy::Off)
+            .unwrap()
+            .scan()
+            .unwrap();
+        assert_eq!(scan.generations.len(), 1);
+        assert_eq!(scan.generations[0].header.fingerprint.change_counter, 1);
+        assert_eq!(
+            scan.generations[0].page(2).unwrap(),
+            page(512, 2).as_slice()
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn leftover_slots_from_a_crashed_update_are_never_selected() {
+        let path = tmp("leftover");
+        let mut s = Store::open(&path, true, SyncPolicy::Off).unwrap();
+        s.write_generation(&snap(512, &[(1, 1), (2, 2), (3, 3)], 1))
+            .unwrap();
+        let good = std::fs::read(&path).unwrap();
+        // A crashed update wrote page 3's slot but not the header.
+        s.write_generation(&snap(512, &[(1, 1), (2, 2), (3, 99)], 2))
+            .unwrap();
+        let mut img = std::fs::read(&path).unwrap();
+        img[..1024].copy_from_slice(&good[..1024]);
+        std::fs::write(&path, &img).unwrap();
+        // A new process changes only page 2; page 3 must come back as seed 3.
+        let mut s = Store::open(&path, false, SyncPolicy::Off).unwrap();
+        s.refresh().unwrap();
+        s.write_generation(&snap(512, &[(1, 1), (2, 50), (3, 3)], 3))
+            .unwrap();
+        let g = newest(&Store::open(&path, false, SyncPolicy::Off).unwrap());
+        assert_eq!(g.header.fingerprint.change_counter, 3);
+        assert_eq!(g.page(3).unwrap(), page(512, 3).as_slice());
+        assert_eq!(g.page(2).unwrap(), page(512, 50).as_slice());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn refresh_picks_up_another_writer() {
+        let path = tmp("refresh");
+        let mut a = Store::open(&path, true, SyncPolicy::Off).unwrap();
+        a.write_generation(&snap(512, &[(1, 1), (2, 2)], 1))
+            .unwrap();
+        let mut b = Store::open(&path, false, SyncPolicy::Off).unwrap();
+        b.refresh().unwrap();
+        b.write_generation(&snap(512, &[(1, 5), (2, 2)], 2))
+            .unwrap();
+        a.refresh().unwrap();
+        a.write_generation(&snap(512, &[(1, 6), (2, 2)], 3))
+            .unwrap();
+        let g = newest(&a);
+        assert_eq!(g.header.fingerprint.change_counter, 3);
+        assert_eq!(g.page(1).unwrap(), page(512, 6).as_slice());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn periodic_policy_syncs_once_per_hundred_updates() {
+        let path = tmp("sync");
+        let mut s = Store::open(&path, true, SyncPolicy::Periodic).unwrap();
+        for i in 0..250u32 {
+            s.write_generation(&snap(512, &[(1, i as u8)], i)).unwrap();
+        }
+        assert_eq!(s.stats().fsyncs, 2);
+        s.set_policy(SyncPolicy::Full);
+        s.write_generation(&snap(512, &[(1, 1)], 999)).unwrap();
+        assert_eq!(s.stats().fsyncs, 3);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn garbage_files_scan_without_generations() {
+        let path = tmp("garbage");
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in [0usize, 1, 255, 256, 1024, 5000, 70000] {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            std::fs::write(&path, &bytes).unwrap();
+            let scan = Store::open(&path, false, SyncPolicy::Off)
+                .unwrap()
+                .scan()
+                .unwrap();
+            assert!(scan.generations.is_empty());
+            assert_eq!(scan.rejected.len(), 2);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
