@@ -1,2 +1,95 @@
+//! metadwr: a SQLite loadable extension that keeps a double-write copy of
+//! the pages every database depends on (page 1 and the `sqlite_schema`
+//! B-tree) in a sidecar `<db>-dwr` file, and restores them when damaged.
+//!
+//! Module map, from the edge inwards:
+//! * [`vfs`]: the shim VFS over `unix` (FFI);
+//! * [`sql`]: pragmas and SQL functions (FFI);
+//! * [`monitor`]: per-file protection logic, when to copy and restore;
+//! * [`recovery`]: the staleness rule, deciding what may be restored;
+//! * [`store`]: the `-dwr` store, generations and sync policy;
+//! * [`format`]: the `-dwr` on-disk format and checksums;
+//! * [`dbfile`]: a small reader for SQLite's own file format.
+
+pub mod dbfile;
 pub mod format;
+pub mod monitor;
+pub mod recovery;
+pub mod sql;
 pub mod store;
+pub mod vfs;
+
+use libsqlite3_sys as ffi;
+use std::ffi::{c_char, c_int};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Entry point, found by SQLite from the library name (`libmetadwr` →
+/// `sqlite3_metadwr_init`); also the function C programs pass to
+/// `sqlite3_auto_extension`.
+///
+/// Registers the `metadwr` VFS as the default, the SQL functions on `db`
+/// and (through `sqlite3_auto_extension`) on every later connection, and
+/// re-opens `db`'s main database through the VFS when that is safe.
+///
+/// # Safety
+/// Called by SQLite with a live connection and its API table.
+#[no_mangle]
+pub unsafe extern "C" fn sqlite3_metadwr_init(
+    db: *mut ffi::sqlite3,
+    err: *mut *mut c_char,
+    api: *mut ffi::sqlite3_api_routines,
+) -> c_int {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: SQLite passes its API table; installing it is what makes
+        // every other ffi call in this crate valid.
+        unsafe {
+            if let Err(e) = ffi::rusqlite_extension_init2(api) {
+                return Err(format!("metadwr: cannot initialise: {e}"));
+            }
+            let vfs = vfs::register()?;
+            let rc = sql::register_functions(db);
+            if rc != ffi::SQLITE_OK {
+                return Err(format!("metadwr: cannot register functions (error {rc})"));
+            }
+            let rc = ffi::sqlite3_auto_extension(Some(std::mem::transmute::<
+                unsafe extern "C" fn(
+                    *mut ffi::sqlite3,
+                    *mut *mut c_char,
+                    *mut ffi::sqlite3_api_routines,
+                ) -> c_int,
+                unsafe extern "C" fn(),
+            >(sqlite3_metadwr_init)));
+            if rc != ffi::SQLITE_OK {
+                return Err(format!(
+                    "metadwr: cannot register for new connections (error {rc})"
+                ));
+            }
+            adopt::adopt_main(db, vfs);
+            Ok(())
+        }
+    }));
+    let message = match outcome {
+        Ok(Ok(())) => return ffi::SQLITE_OK_LOAD_PERMANENTLY,
+        Ok(Err(m)) => m,
+        Err(_) => "metadwr: internal error during initialisation".to_string(),
+    };
+    if !err.is_null() {
+        // SAFETY: SQLite frees *err with sqlite3_free; the API table is
+        // installed unless rusqlite_extension_init2 failed, in which case
+        // the message is dropped rather than allocated with a missing API.
+        unsafe {
+            if ffi::rusqlite_extension_init2(api).is_ok() {
+                let bytes = message.into_bytes();
+                let p = ffi::sqlite3_malloc(bytes.len() as c_int + 1) as *mut u8;
+                if !p.is_null() {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+                    *p.add(bytes.len()) = 0;
+                    *err = p.cast();
+                }
+            }
+        }
+    }
+    ffi::SQLITE_ERROR
+}
+
+mod adopt;

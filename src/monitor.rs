@@ -1,0 +1,646 @@
+//! What the shim knows about one open database file, and when it acts.
+//!
+//! The VFS layer (`vfs`) forwards every call to the real `unix` file and
+//! reports the few events that matter here:
+//!
+//! * a write that touches page 1 or a protected page marks the copy dirty;
+//! * a *commit boundary* (the database file is synced, its lock drops below
+//!   RESERVED, the WAL checkpoint lock is released, or the file is closed)
+//!   refreshes the copy if it is dirty, before the lock is released.
+//!
+//! Everything here is safe Rust; the database file is reached only through
+//! the [`DbIo`] trait. An error on the `-dwr` path turns protection off for
+//! this file (with a reason the pragma reports) and is never returned to
+//! SQLite.
+
+use crate::dbfile::{self, DbHeader};
+use crate::format::{Fingerprint, FLAG_WAL};
+use crate::recovery::{self, DiskPages, Plan};
+use crate::store::{Snapshot, Store, SyncPolicy};
+use std::collections::HashSet;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// SQLite lock levels, as passed to xLock/xUnlock.
+pub const LOCK_NONE: i32 = 0;
+pub const LOCK_SHARED: i32 = 1;
+pub const LOCK_RESERVED: i32 = 2;
+pub const LOCK_EXCLUSIVE: i32 = 4;
+
+/// An SQLite result code from the underlying file.
+pub type Rc = i32;
+pub const SQLITE_BUSY: Rc = 5;
+
+/// The underlying database file, as the monitor needs it.
+pub trait DbIo {
+    /// Reads exactly `buf.len()` bytes; a short read zero-fills and errors.
+    fn read(&mut self, buf: &mut [u8], offset: u64) -> Result<(), Rc>;
+    fn write(&mut self, buf: &[u8], offset: u64) -> Result<(), Rc>;
+    fn size(&mut self) -> Result<u64, Rc>;
+    fn sync(&mut self) -> Result<(), Rc>;
+    fn lock(&mut self, level: i32) -> Result<(), Rc>;
+    fn unlock(&mut self, level: i32) -> Result<(), Rc>;
+}
+
+/// Whether the file is protected.
+enum Protection {
+    /// Not protected. `reason` says why, when an error turned it off.
+    Off { reason: Option<String> },
+    /// Protected; the store is open.
+    On(Box<Store>),
+}
+
+/// A warning for `sqlite3_log`, collected by the monitor and emitted by the
+/// VFS layer (which owns the FFI).
+pub type Warn<'a> = &'a mut dyn FnMut(&str);
+
+/// Per-file state.
+pub struct Monitor {
+    db_path: PathBuf,
+    dwr_path: PathBuf,
+    readonly: bool,
+    policy: SyncPolicy,
+    protection: Protection,
+    /// Page size of the last snapshot (0 until one is taken).
+    page_size: u32,
+    /// Pages of the last snapshot; writes to them (or page 1) make it dirty.
+    protected: HashSet<u32>,
+    /// A write or truncate since the last refresh may have changed a
+    /// protected page.
+    dirty: bool,
+    /// A protected page other than page 1 was written: the schema tree must
+    /// be walked again.
+    schema_touched: bool,
+    /// Page 1 was written at all (used to notice a `-dwr` another
+    /// connection created while this one was unprotected).
+    page1_written: bool,
+    lock_level: i32,
+    last_event: Option<String>,
+}
+
+/// What `PRAGMA meta_double_write=enabled` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Enabled {
+    Enabled,
+    Recovered(String),
+}
+
+impl Monitor {
+    pub fn new(db_path: &Path, readonly: bool, policy: SyncPolicy, force_enable: bool) -> Monitor {
+        let dwr_path = dwr_path_for(db_path);
+        let mut m = Monitor {
+            db_path: db_path.to_owned(),
+            dwr_path,
+            readonly,
+            policy,
+            protection: Protection::Off { reason: None },
+            page_size: 0,
+            protected: HashSet::new(),
+            dirty: false,
+            schema_touched: false,
+            page1_written: false,
+            lock_level: LOCK_NONE,
+            last_event: None,
+        };
+        if !readonly && (force_enable || m.dwr_path.exists()) {
+            // Protection persists through the file: an existing -dwr means
+            // this database is protected. The first commit boundary takes
+            // the first snapshot if the file has none yet.
+            match Store::open(&m.dwr_path, true, policy) {
+                Ok(store) => {
+                    m.protection = Protection::On(Box::new(store));
+                    m.dirty = true;
+                    m.schema_touched = true;
+                }
+                Err(e) => {
+                    m.protection = Protection::Off {
+                        reason: Some(format!("cannot open {}: {e}", m.dwr_path.display())),
+                    }
+                }
+            }
+        }
+        m
+    }
+
+    pub fn is_protected(&self) -> bool {
+        matches!(self.protection, Protection::On(_))
+    }
+
+    pub fn lock_level(&self) -> i32 {
+        self.lock_level
+    }
+
+    pub fn set_lock_level(&mut self, level: i32) {
+        self.lock_level = level;
+    }
+
+    /// The answer to `PRAGMA meta_double_write`.
+    pub fn status(&self) -> String {
+        match &self.protection {
+            Protection::On(_) => match &self.last_event {
+                Some(e) => format!("enabled ({e})"),
+                None => "enabled".into(),
+            },
+            Protection::Off { reason: None } if self.readonly => {
+                "disabled (read-only connection)".into()
+            }
+            Protection::Off { reason: None } => "disabled".into(),
+            Protection::Off { reason: Some(r) } => format!("disabled ({r})"),
+        }
+    }
+
+    pub fn policy(&self) -> SyncPolicy {
+        self.policy
+    }
+
+    pub fn set_policy(&mut self, policy: SyncPolicy) {
+        self.policy = policy;
+        if let Protection::On(store) = &mut self.protection {
+            store.set_policy(policy);
+        }
+    }
+
+    pub fn stats(&self) -> Option<crate::store::Stats> {
+        match &self.protection {
+            Protection::On(s) => Some(s.stats()),
+            _ => None,
+        }
+    }
+
+    /// Called after a successful write of `len` bytes at `offset`.
+    #[inline]
+    pub fn note_write(&mut self, offset: u64, len: usize) {
+        if offset == 0 {
+            self.page1_written = true;
+        }
+        if !self.is_protected() {
+            return;
+        }
+        if self.page_size == 0 {
+            self.dirty = true;
+            self.schema_touched = true;
+            return;
+        }
+        let ps = self.page_size as u64;
+        let first = offset / ps + 1;
+        let last = (offset + len.max(1) as u64 - 1) / ps + 1;
+        for pgno in first..=last {
+            if pgno == 1 {
+                self.dirty = true;
+            } else if self.protected.contains(&(pgno as u32)) {
+                self.dirty = true;
+                self.schema_touched = true;
+            }
+        }
+    }
+
+    /// Called after a successful truncate: pages may have moved (auto-vacuum,
+    /// VACUUM), so the next refresh walks the tree again.
+    pub fn note_truncate(&mut self) {
+        if self.is_protected() {
+            self.dirty = true;
+            self.schema_touched = true;
+        }
+    }
+
+    /// A commit boundary: brings the copy up to date if anything protected
+    /// changed. Never fails; problems turn protection off.
+    pub fn commit_boundary(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        if !self.is_protected() {
+            if self.page1_written && !self.readonly {
+                self.page1_written = false;
+                self.adopt_foreign_enable(io, warn);
+            }
+            return;
+        }
+        if !self.dirty {
+            return;
+        }
+        self.page1_written = false;
+        if let Err(e) = self.refresh(io) {
+            self.fail(&e, warn);
+        }
+    }
+
+    /// Another connection enabled protection while this one was not
+    /// protected: join in, so the copy stays current whoever writes.
+    fn adopt_foreign_enable(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        if matches!(self.protection, Protection::Off { reason: None }) && self.dwr_path.exists() {
+            if let Ok(store) = Store::open(&self.dwr_path, false, self.policy) {
+                self.protection = Protection::On(Box::new(store));
+                self.dirty = true;
+                self.schema_touched = true;
+                if let Err(e) = self.refresh(io) {
+                    self.fail(&e, warn);
+                }
+            }
+        }
+    }
+
+    /// The database file is being closed.
+    pub fn close(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        self.commit_boundary(io, warn);
+        if let Protection::On(store) = &mut self.protection {
+            if let Err(e) = store.sync_if_pending() {
+                warn(&format!("cannot sync {}: {e}", self.dwr_path.display()));
+            }
+        }
+    }
+
+    fn fail(&mut self, why: &str, warn: Warn) {
+        warn(&format!(
+            "metadwr: protection of {} turned off: {why}",
+            self.db_path.display()
+        ));
+        self.protection = Protection::Off {
+            reason: Some(why.to_owned()),
+        };
+        self.protected.clear();
+        self.dirty = false;
+    }
+
+    fn store(&mut self) -> Result<&mut Store, String> {
+        match &mut self.protection {
+            Protection::On(s) => Ok(s),
+            Protection::Off { .. } => Err("protection is off".into()),
+        }
+    }
+
+    /// Writes a new generation from the file as it is now.
+    fn refresh(&mut self, io: &mut dyn DbIo) -> Result<(), String> {
+        let store = self.store()?;
+        if !store.is_linked() {
+            // Another connection disabled protection and removed the file.
+            self.protection = Protection::Off { reason: None };
+            self.protected.clear();
+            return Ok(());
+        }
+        store
+            .refresh()
+            .map_err(|e| format!("cannot read the -dwr: {e}"))?;
+        let reuse = !self.schema_touched;
+        let snapshot = match &self.protection {
+            Protection::On(store) => {
+                take_snapshot(io, &self.db_path, if reuse { Some(&**store) } else { None })?
+            }
+            Protection::Off { .. } => return Err("protection is off".into()),
+        };
+        let Some(snap) = snapshot else {
+            // Empty database: nothing to protect yet.
+            self.dirty = false;
+            return Ok(());
+        };
+        let store = self.store()?;
+        store
+            .write_generation(&snap)
+            .map_err(|e| format!("cannot write the -dwr: {e}"))?;
+        self.page_size = snap.page_size;
+        self.protected = snap.pages.iter().map(|(p, _)| *p).collect();
+        self.dirty = false;
+        self.schema_touched = false;
+        Ok(())
+    }
+
+    /// `PRAGMA meta_double_write=enabled`.
+    pub fn enable(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<Enabled, String> {
+        if self.readonly {
+            return Err("cannot protect a database opened read-only".into());
+        }
+        let held = self.lock_level;
+        if held == LOCK_NONE {
+            io.lock(LOCK_SHARED).map_err(|rc| lock_error(rc, "read"))?;
+        }
+        let result = self.enable_locked(io, warn);
+        if held == LOCK_NONE {
+            let _ = io.unlock(LOCK_NONE);
+        }
+        result
+    }
+
+    fn enable_locked(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<Enabled, String> {
+        if !self.is_protected() {
+            let store = Store::open(&self.dwr_path, true, self.policy)
+                .map_err(|e| format!("cannot create {}: {e}", self.dwr_path.display()))?;
+            self.protection = Protection::On(Box::new(store));
+        }
+        if let Err(damage) = check_health(io) {
+            // Damaged: restore if the copy provably belongs to this file;
+            // never overwrite a possibly good copy with damaged pages.
+            let report = self.recover(io, warn).map_err(|e| {
+                format!("the database is damaged ({damage}) and cannot be restored: {e}")
+            })?;
+            return Ok(Enabled::Recovered(report));
+        }
+        self.schema_touched = true;
+        self.dirty = true;
+        self.refresh(io)?;
+        self.last_event = None;
+        Ok(Enabled::Enabled)
+    }
+
+    /// `PRAGMA meta_double_write=disabled`: stop and remove the copy.
+    pub fn disable(&mut self) -> Result<(), String> {
+        self.protection = Protection::Off { reason: None };
+        self.protected.clear();
+        self.dirty = false;
+        self.last_event = None;
+        match std::fs::remove_file(&self.dwr_path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot remove {}: {e}", self.dwr_path.display())),
+        }
+    }
+
+    /// `meta_recover()`: restore damaged protected pages from the copy.
+    /// Takes an exclusive lock on the database for the duration.
+    pub fn recover(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<String, String> {
+        if self.readonly {
+            return Err("cannot restore into a database opened read-only".into());
+        }
+        if !self.is_protected() {
+            if !self.dwr_path.exists() {
+                return Err(format!(
+                    "no copy: {} does not exist",
+                    self.dwr_path.display()
+                ));
+            }
+            let store = Store::open(&self.dwr_path, false, self.policy)
+                .map_err(|e| format!("cannot open {}: {e}", self.dwr_path.display()))?;
+            self.protection = Protection::On(Box::new(store));
+        }
+        let held = self.lock_level;
+        escalate(io, held)?;
+        let result = self.recover_exclusive(io, warn);
+        let _ = io.unlock(held.min(LOCK_SHARED));
+        if held > LOCK_SHARED {
+            let _ = io.lock(held);
+        }
+        result
+    }
+
+    fn recover_exclusive(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<String, String> {
+        let db_path = self.db_path.clone();
+        let store = self.store()?;
+        let scan = store
+            .scan()
+            .map_err(|e| format!("cannot read the -dwr: {e}"))?;
+        if scan.generations.is_empty() {
+            return Err(format!(
+                "the -dwr holds no valid copy ({})",
+                if scan.rejected.is_empty() {
+                    "empty".to_string()
+                } else {
+                    scan.rejected.join("; ")
+                }
+            ));
+        }
+        let mut disk = Disk {
+            io: &mut *io,
+            path: &db_path,
+        };
+        let plan = recovery::plan(&scan.generations, &mut disk);
+        let (generation, pages) = match plan {
+            Plan::Refuse(why) => return Err(why),
+            Plan::Intact { generation } => {
+                return Ok(format!(
+                    "nothing to restore: the database matches generation {generation}"
+                ))
+            }
+            Plan::Restore { generation, pages } => (generation, pages),
+        };
+        let g = scan
+            .generations
+            .iter()
+            .find(|g| g.header.generation == generation)
+            .unwrap();
+        let ps = g.header.page_size;
+        // Keep the damaged bytes before anything is overwritten.
+        let mut damaged = Vec::new();
+        for &pgno in &pages {
+            damaged.push((pgno, disk.read_page(pgno, ps).map_err(|e| e.to_string())?));
+        }
+        quarantine(&self.db_path, ps, &damaged)
+            .map_err(|e| format!("cannot write the quarantine file: {e}"))?;
+        for (pgno, bad) in &damaged {
+            let good = g.page(*pgno).unwrap();
+            let image = if *pgno == 1 {
+                recovery::restored_page1(good, bad)
+            } else {
+                good.to_vec()
+            };
+            io.write(&image, (*pgno as u64 - 1) * ps as u64)
+                .map_err(|rc| format!("cannot write page {pgno} (error {rc})"))?;
+        }
+        io.sync()
+            .map_err(|rc| format!("cannot sync the database (error {rc})"))?;
+        let report = format!(
+            "restored {} page{} ({}) from generation {generation}",
+            pages.len(),
+            if pages.len() == 1 { "" } else { "s" },
+            pages
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        warn(&format!("metadwr: {}: {report}", self.db_path.display()));
+        self.last_event = Some(format!("recovered: {report}"));
+        self.schema_touched = true;
+        self.dirty = true;
+        if let Err(e) = self.refresh(io) {
+            self.fail(&e, warn);
+        }
+        Ok(report)
+    }
+}
+
+fn lock_error(rc: Rc, what: &str) -> String {
+    if rc == SQLITE_BUSY {
+        format!("database is locked: cannot {what} it while another connection holds a conflicting lock")
+    } else {
+        format!("cannot lock the database (error {rc})")
+    }
+}
+
+/// Raises the lock to EXCLUSIVE from `held`; on failure restores `held`.
+fn escalate(io: &mut dyn DbIo, held: i32) -> Result<(), String> {
+    let steps = [LOCK_SHARED, LOCK_RESERVED, LOCK_EXCLUSIVE];
+    for level in steps.into_iter().filter(|&l| l > held) {
+        if let Err(rc) = io.lock(level) {
+            let _ = io.unlock(held.min(LOCK_SHARED));
+            return Err(lock_error(rc, "restore"));
+        }
+    }
+    Ok(())
+}
+
+/// `<db>-dwr`.
+pub fn dwr_path_for(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-dwr");
+    PathBuf::from(s)
+}
+
+/// `<db>-dwr-quarantine`: damaged page images, appended before each restore.
+pub fn quarantine_path_for(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-dwr-quarantine");
+    PathBuf::from(s)
+}
+
+/// Appends damaged pages to the quarantine file and makes them durable.
+/// Each record: "DWRQ", u32 page number, u32 page size, u64 unix time, then
+/// the page image; all big-endian.
+fn quarantine(db: &Path, ps: u32, pages: &[(u32, Vec<u8>)]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(quarantine_path_for(db))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for (pgno, image) in pages {
+        let mut rec = Vec::with_capacity(20 + image.len());
+        rec.extend_from_slice(b"DWRQ");
+        rec.extend_from_slice(&pgno.to_be_bytes());
+        rec.extend_from_slice(&ps.to_be_bytes());
+        rec.extend_from_slice(&now.to_be_bytes());
+        rec.extend_from_slice(image);
+        f.write_all(&rec)?;
+    }
+    f.sync_data()
+}
+
+/// Is page 1 and the schema tree structurally sound on disk?
+fn check_health(io: &mut dyn DbIo) -> Result<(), String> {
+    let size = io
+        .size()
+        .map_err(|rc| format!("cannot size the file (error {rc})"))?;
+    if size == 0 {
+        return Ok(());
+    }
+    let mut head = [0u8; 100];
+    if size < 100 {
+        return Err("the file is shorter than a database header".into());
+    }
+    io.read(&mut head, 0)
+        .map_err(|rc| format!("cannot read page 1 (error {rc})"))?;
+    let ps = dbfile::page_size_from_header(&head).ok_or("page 1 has no valid page size")?;
+    let p1 = read_page(io, 1, ps).map_err(|e| e.to_string())?;
+    let header = DbHeader::parse(&p1).map_err(|e| format!("page 1: {e}"))?;
+    let max_page = (size / ps as u64) as u32;
+    dbfile::schema_tree_pages(&header, max_page, &mut |p| read_page(io, p, ps))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn read_page(io: &mut dyn DbIo, pgno: u32, ps: u32) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; ps as usize];
+    io.read(&mut buf, (pgno as u64 - 1) * ps as u64)
+        .map_err(|rc| std::io::Error::other(format!("read of page {pgno} failed (error {rc})")))?;
+    Ok(buf)
+}
+
+/// Reads the protected pages as they are in the file now. With `reuse`, the
+/// schema tree is known not to have changed since the store's mirror, so
+/// only page 1 is read and the other images come from the mirror.
+fn take_snapshot(
+    io: &mut dyn DbIo,
+    db_path: &Path,
+    reuse: Option<&Store>,
+) -> Result<Option<Snapshot>, String> {
+    let size = io
+        .size()
+        .map_err(|rc| format!("cannot size the database (error {rc})"))?;
+    if size < 100 {
+        return Ok(None);
+    }
+    let mut head = [0u8; 100];
+    io.read(&mut head, 0)
+        .map_err(|rc| format!("cannot read page 1 (error {rc})"))?;
+    let ps = dbfile::page_size_from_header(&head)
+        .ok_or("page 1 of the database is not valid; not copying it")?;
+    if size < ps as u64 {
+        return Ok(None);
+    }
+    let p1 = read_page(io, 1, ps).map_err(|e| e.to_string())?;
+    let header = DbHeader::parse(&p1).map_err(|e| format!("page 1 is not valid: {e}"))?;
+    let max_page = (size / ps as u64) as u32;
+    let mirror_matches = reuse.and_then(|s| {
+        let h = s.mirror_header()?;
+        let old_p1 = s.mirror_page(1)?;
+        (h.page_size == ps
+            && h.fingerprint.schema_cookie == header.schema_cookie
+            && old_p1[100..] == p1[100..])
+            .then_some(s)
+    });
+    let mut pages = vec![(1u32, p1)];
+    match mirror_matches {
+        Some(store) => {
+            for pgno in store.mirror_pages().filter(|&p| p != 1) {
+                pages.push((pgno, store.mirror_page(pgno).unwrap().to_vec()));
+            }
+        }
+        None => {
+            let tree = dbfile::schema_tree_pages(&header, max_page, &mut |p| read_page(io, p, ps))
+                .map_err(|e| format!("the schema tree is not valid: {e}"))?;
+            for (pgno, _) in tree.into_iter().filter(|(p, _)| *p != 1) {
+                pages.push((pgno, read_page(io, pgno, ps).map_err(|e| e.to_string())?));
+            }
+        }
+    }
+    let freelist_crc = if header.freelist_trunk != 0 {
+        recovery::freelist_crc(header.freelist_trunk, ps, max_page, &mut |p| {
+            read_page(io, p, ps)
+        })
+        .map_err(|e| e.to_string())?
+    } else {
+        0
+    };
+    let meta = std::fs::metadata(db_path).map_err(|e| format!("cannot stat the database: {e}"))?;
+    Ok(Some(Snapshot {
+        page_size: ps,
+        pages,
+        fingerprint: Fingerprint {
+            change_counter: header.change_counter,
+            db_page_count: header.page_count,
+            freelist_trunk: header.freelist_trunk,
+            freelist_count: header.freelist_count,
+            schema_cookie: header.schema_cookie,
+            freelist_crc,
+            file_size: size,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+        flags: if header.write_version == 2 {
+            FLAG_WAL
+        } else {
+            0
+        },
+    }))
+}
+
+/// The database file as the recovery planner sees it.
+struct Disk<'a> {
+    io: &'a mut dyn DbIo,
+    path: &'a Path,
+}
+
+impl DiskPages for Disk<'_> {
+    fn file_size(&mut self) -> std::io::Result<u64> {
+        self.io
+            .size()
+            .map_err(|rc| std::io::Error::other(format!("error {rc}")))
+    }
+
+    fn identity(&mut self) -> std::io::Result<(u64, u64)> {
+        let m = std::fs::metadata(self.path)?;
+        Ok((m.dev(), m.ino()))
+    }
+
+    fn read_page(&mut self, pgno: u32, page_size: u32) -> std::io::Result<Vec<u8>> {
+        read_page(self.io, pgno, page_size)
+    }
+}

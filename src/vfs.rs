@@ -1,0 +1,744 @@
+//! The shim VFS: a thin layer over SQLite's `unix` VFS.
+//!
+//! In the style of SQLite's `ext/misc/cksumvfs.c`, every VFS and file method
+//! is forwarded to `unix`. Only main database files are wrapped; journals,
+//! WAL, temp files and the rest are opened by `unix` directly into the
+//! memory SQLite hands us and never pass through this module again.
+//!
+//! A wrapped file is a [`ShimFile`]: the `sqlite3_file` header SQLite sees,
+//! plus a pointer to an [`OpenDb`] that owns the real `unix` file (in its own
+//! heap block) and the [`Monitor`] holding the protection logic. Keeping the
+//! real file out of line keeps `ShimFile` smaller than a `unix` file, which
+//! lets `lib.rs` re-open an already open `unix` database through this VFS in
+//! place.
+//!
+//! This is the only module besides `sql.rs` and `lib.rs` with `unsafe`
+//! code. Every callback catches panics: nothing unwinds into SQLite.
+
+use crate::monitor::{DbIo, Monitor, Rc};
+use crate::store::SyncPolicy;
+use libsqlite3_sys as ffi;
+use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::ptr;
+
+/// Name under which the VFS is registered.
+pub const VFS_NAME: &CStr = c"metadwr";
+
+/// A private file-control opcode that asks a metadwr file to restore its
+/// protected pages. Chosen far above SQLite's own opcodes; any other VFS
+/// answers SQLITE_NOTFOUND, which is how `meta_recover()` tells that a
+/// database is not opened through metadwr.
+pub const FCNTL_RECOVER: c_int = 0x6d64_7772; // "mdwr"
+
+/// The argument of [`FCNTL_RECOVER`].
+pub struct RecoverRequest {
+    pub outcome: Option<Result<String, String>>,
+}
+
+/// The `sqlite3_file` of a wrapped main database.
+#[repr(C)]
+struct ShimFile {
+    base: ffi::sqlite3_file,
+    open: *mut OpenDb,
+}
+
+/// State owned by one wrapped file.
+struct OpenDb {
+    /// Storage for the real `unix` file, 8-byte aligned.
+    real: Box<[u64]>,
+    monitor: Monitor,
+}
+
+impl OpenDb {
+    fn real(&mut self) -> *mut ffi::sqlite3_file {
+        self.real.as_mut_ptr().cast()
+    }
+
+    fn io(&mut self) -> RealIo {
+        RealIo(self.real())
+    }
+}
+
+/// Calls on the real file, for the monitor.
+struct RealIo(*mut ffi::sqlite3_file);
+
+macro_rules! real_call {
+    ($file:expr, $method:ident $(, $arg:expr)*) => {{
+        let f = $file;
+        // SAFETY: `f` is an open unix file owned by an OpenDb; its pMethods
+        // table is valid until xClose, and every method used here exists in
+        // io_methods version 1, which every unix file provides.
+        unsafe {
+            match (*(*f).pMethods).$method {
+                Some(m) => m(f $(, $arg)*),
+                None => ffi::SQLITE_IOERR,
+            }
+        }
+    }};
+}
+
+fn check(rc: c_int) -> Result<(), Rc> {
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rc)
+    }
+}
+
+impl DbIo for RealIo {
+    fn read(&mut self, buf: &mut [u8], offset: u64) -> Result<(), Rc> {
+        check(real_call!(
+            self.0,
+            xRead,
+            buf.as_mut_ptr().cast(),
+            buf.len() as c_int,
+            offset as i64
+        ))
+    }
+
+    fn write(&mut self, buf: &[u8], offset: u64) -> Result<(), Rc> {
+        check(real_call!(
+            self.0,
+            xWrite,
+            buf.as_ptr().cast(),
+            buf.len() as c_int,
+            offset as i64
+        ))
+    }
+
+    fn size(&mut self) -> Result<u64, Rc> {
+        let mut size: i64 = 0;
+        check(real_call!(self.0, xFileSize, &mut size))?;
+        Ok(size as u64)
+    }
+
+    fn sync(&mut self) -> Result<(), Rc> {
+        check(real_call!(self.0, xSync, ffi::SQLITE_SYNC_FULL))
+    }
+
+    fn lock(&mut self, level: i32) -> Result<(), Rc> {
+        check(real_call!(self.0, xLock, level))
+    }
+
+    fn unlock(&mut self, level: i32) -> Result<(), Rc> {
+        check(real_call!(self.0, xUnlock, level))
+    }
+}
+
+/// Emits a warning through `sqlite3_log`.
+pub fn log_warning(msg: &str) {
+    if let Ok(c) = CString::new(msg.replace('\0', " ")) {
+        // SAFETY: the API table was installed by the extension entry point
+        // before any VFS exists; both strings are NUL-terminated.
+        unsafe { ffi::sqlite3_log(ffi::SQLITE_WARNING, c"%s".as_ptr(), c.as_ptr()) };
+    }
+}
+
+/// Runs `f`, turning a panic into `on_panic`.
+fn guarded<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
+}
+
+/// The VFS this one wraps.
+fn base_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
+    // SAFETY: `vfs` is one of the VFS objects built by `register`, whose
+    // pAppData is the base VFS it wraps; VFS objects are never freed.
+    unsafe { (*vfs).pAppData.cast() }
+}
+
+/// The OpenDb behind a wrapped file.
+///
+/// # Safety
+/// `file` must be a ShimFile opened by `shim_open` and not yet closed.
+unsafe fn open_db<'a>(file: *mut ffi::sqlite3_file) -> &'a mut OpenDb {
+    &mut *(*(file as *mut ShimFile)).open
+}
+
+/// Sync policy for a file: URI parameter `dwr_sync`, else the environment
+/// variable `METADWR_SYNC`, else periodic.
+fn policy_for(z_name: *const c_char) -> SyncPolicy {
+    // SAFETY: z_name is the main database name SQLite passed to xOpen, which
+    // carries its URI parameters after the path.
+    let uri = unsafe { ffi::sqlite3_uri_parameter(z_name, c"dwr_sync".as_ptr()) };
+    if !uri.is_null() {
+        // SAFETY: sqlite3_uri_parameter returns a NUL-terminated string.
+        if let Some(p) = unsafe { CStr::from_ptr(uri) }
+            .to_str()
+            .ok()
+            .and_then(SyncPolicy::parse)
+        {
+            return p;
+        }
+    }
+    std::env::var("METADWR_SYNC")
+        .ok()
+        .and_then(|v| SyncPolicy::parse(&v))
+        .unwrap_or(SyncPolicy::Periodic)
+}
+
+/// `METADWR_ENABLE=1` protects every main database opened through the VFS.
+fn forced_by_environment() -> bool {
+    matches!(
+        std::env::var("METADWR_ENABLE").as_deref(),
+        Ok("1") | Ok("true") | Ok("on")
+    )
+}
+
+unsafe extern "C" fn shim_open(
+    vfs: *mut ffi::sqlite3_vfs,
+    z_name: *const c_char,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    guarded(ffi::SQLITE_CANTOPEN, || {
+        let base = base_vfs(vfs);
+        // SAFETY: base is the live unix VFS; SQLite guarantees `file` has
+        // szOsFile bytes, which `register` made at least unix's szOsFile.
+        let base_open = unsafe { (*base).xOpen.unwrap() };
+        if flags & ffi::SQLITE_OPEN_MAIN_DB == 0 || z_name.is_null() {
+            return unsafe { base_open(base, z_name, file, flags, out_flags) };
+        }
+        // SAFETY: as above, for reading szOsFile.
+        let words = (unsafe { (*base).szOsFile } as usize).div_ceil(8);
+        // SAFETY: z_name is a NUL-terminated path from SQLite.
+        let path = PathBuf::from(OsStr::from_bytes(
+            unsafe { CStr::from_ptr(z_name) }.to_bytes(),
+        ));
+        let mut local_out = 0;
+        let out = if out_flags.is_null() {
+            &mut local_out as *mut c_int
+        } else {
+            out_flags
+        };
+        let mut db = Box::new(OpenDb {
+            real: vec![0u64; words.max(1)].into_boxed_slice(),
+            monitor: Monitor::new(&path, true, SyncPolicy::Periodic, false),
+        });
+        // SAFETY: db.real has room for a unix file; SQLite's contract for
+        // xOpen is that on failure pMethods is left NULL or set to a
+        // closable table.
+        let rc = unsafe { base_open(base, z_name, db.real(), flags, out) };
+        let shim = file as *mut ShimFile;
+        if rc != ffi::SQLITE_OK {
+            // SAFETY: a failed open may still have set pMethods (unix does
+            // not, but the VFS contract allows it); close it if so.
+            unsafe {
+                if !(*db.real()).pMethods.is_null() {
+                    (*(*db.real()).pMethods).xClose.unwrap()(db.real());
+                }
+                (*shim).base.pMethods = ptr::null();
+            }
+            return rc;
+        }
+        // SAFETY: *out was written by the successful xOpen.
+        let readonly = unsafe { *out } & ffi::SQLITE_OPEN_READONLY != 0;
+        db.monitor = Monitor::new(&path, readonly, policy_for(z_name), forced_by_environment());
+        // SAFETY: the real file is open, so its pMethods is valid.
+        let version = unsafe { (*(*db.real()).pMethods).iVersion };
+        // SAFETY: `file` has room for a ShimFile (szOsFile >= its size).
+        unsafe {
+            (*shim).open = Box::into_raw(db);
+            (*shim).base.pMethods = methods_for_version(version);
+        }
+        ffi::SQLITE_OK
+    })
+}
+
+fn methods_for_version(version: c_int) -> *const ffi::sqlite3_io_methods {
+    match version {
+        ..=1 => &IO_METHODS_V1,
+        2 => &IO_METHODS_V2,
+        _ => &IO_METHODS_V3,
+    }
+}
+
+unsafe extern "C" fn shim_close(file: *mut ffi::sqlite3_file) -> c_int {
+    guarded(ffi::SQLITE_IOERR_CLOSE, || {
+        // SAFETY: SQLite calls xClose once on an open ShimFile; afterwards
+        // nothing refers to the OpenDb, so it is freed here.
+        let shim = file as *mut ShimFile;
+        let mut db = unsafe { Box::from_raw((*shim).open) };
+        unsafe { (*shim).open = ptr::null_mut() };
+        let mut io = db.io();
+        db.monitor.close(&mut io, &mut log_warning);
+        real_call!(db.real(), xClose)
+    })
+}
+
+unsafe extern "C" fn shim_read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
+    guarded(ffi::SQLITE_IOERR_READ, || {
+        // SAFETY: file is an open ShimFile (SQLite only calls methods on open files).
+        let db = unsafe { open_db(file) };
+        real_call!(db.real(), xRead, buf, amt, off)
+    })
+}
+
+unsafe extern "C" fn shim_write(
+    file: *mut ffi::sqlite3_file,
+    buf: *const c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
+    guarded(ffi::SQLITE_IOERR_WRITE, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        let rc = real_call!(db.real(), xWrite, buf, amt, off);
+        if rc == ffi::SQLITE_OK {
+            db.monitor.note_write(off as u64, amt as usize);
+        }
+        rc
+    })
+}
+
+unsafe extern "C" fn shim_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    guarded(ffi::SQLITE_IOERR_TRUNCATE, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        let rc = real_call!(db.real(), xTruncate, size);
+        if rc == ffi::SQLITE_OK {
+            db.monitor.note_truncate();
+        }
+        rc
+    })
+}
+
+unsafe extern "C" fn shim_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    guarded(ffi::SQLITE_IOERR_FSYNC, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        let rc = real_call!(db.real(), xSync, flags);
+        if rc == ffi::SQLITE_OK {
+            let mut io = db.io();
+            db.monitor.commit_boundary(&mut io, &mut log_warning);
+        }
+        rc
+    })
+}
+
+unsafe extern "C" fn shim_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
+    guarded(ffi::SQLITE_IOERR_FSTAT, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        real_call!(db.real(), xFileSize, size)
+    })
+}
+
+unsafe extern "C" fn shim_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    guarded(ffi::SQLITE_IOERR_LOCK, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        let rc = real_call!(db.real(), xLock, level);
+        if rc == ffi::SQLITE_OK {
+            db.monitor.set_lock_level(level);
+        }
+        rc
+    })
+}
+
+unsafe extern "C" fn shim_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    guarded(ffi::SQLITE_IOERR_UNLOCK, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        if level < db.monitor.lock_level() {
+            // The copy must be current before other writers can get in.
+            let mut io = db.io();
+            db.monitor.commit_boundary(&mut io, &mut log_warning);
+        }
+        let rc = real_call!(db.real(), xUnlock, level);
+        if rc == ffi::SQLITE_OK {
+            db.monitor.set_lock_level(level);
+        }
+        rc
+    })
+}
+
+unsafe extern "C" fn shim_check_reserved_lock(
+    file: *mut ffi::sqlite3_file,
+    out: *mut c_int,
+) -> c_int {
+    guarded(ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        real_call!(db.real(), xCheckReservedLock, out)
+    })
+}
+
+/// Copies `s` into memory from sqlite3_malloc, which SQLite frees.
+fn sqlite_string(s: &str) -> *mut c_char {
+    let bytes = s.replace('\0', " ");
+    // SAFETY: the API table is installed; the buffer is len+1 bytes and
+    // fully written before use.
+    unsafe {
+        let p = ffi::sqlite3_malloc(bytes.len() as c_int + 1) as *mut u8;
+        if !p.is_null() {
+            ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+            *p.add(bytes.len()) = 0;
+        }
+        p.cast()
+    }
+}
+
+unsafe extern "C" fn shim_file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
+    guarded(ffi::SQLITE_ERROR, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        match op {
+            ffi::SQLITE_FCNTL_PRAGMA => {
+                // SAFETY: for SQLITE_FCNTL_PRAGMA, arg is char*[3]: result
+                // slot, pragma name, and value (NULL for a query).
+                let args = arg as *mut *mut c_char;
+                let (name, value) = unsafe {
+                    let v = *args.add(2);
+                    (
+                        CStr::from_ptr(*args.add(1)).to_string_lossy().into_owned(),
+                        (!v.is_null()).then(|| CStr::from_ptr(v).to_string_lossy().into_owned()),
+                    )
+                };
+                let mut io = db.io();
+                match crate::sql::pragma(&mut db.monitor, &mut io, &name, value.as_deref()) {
+                    None => real_call!(db.real(), xFileControl, op, arg),
+                    Some(Ok(answer)) => {
+                        // SAFETY: args[0] is SQLite's result slot.
+                        unsafe { *args = sqlite_string(&answer) };
+                        ffi::SQLITE_OK
+                    }
+                    Some(Err(message)) => {
+                        // SAFETY: as above; SQLite reports it as the error.
+                        unsafe { *args = sqlite_string(&message) };
+                        ffi::SQLITE_ERROR
+                    }
+                }
+            }
+            FCNTL_RECOVER => {
+                // SAFETY: only `sql::meta_recover` sends this opcode, with a
+                // pointer to a live RecoverRequest.
+                let req = unsafe { &mut *(arg as *mut RecoverRequest) };
+                let mut io = db.io();
+                req.outcome = Some(db.monitor.recover(&mut io, &mut log_warning));
+                ffi::SQLITE_OK
+            }
+            ffi::SQLITE_FCNTL_VFSNAME => {
+                let rc = real_call!(db.real(), xFileControl, op, arg);
+                if rc == ffi::SQLITE_OK {
+                    // SAFETY: for VFSNAME, arg is a char** the VFS fills with
+                    // a string from sqlite3_malloc.
+                    unsafe {
+                        let slot = arg as *mut *mut c_char;
+                        let inner = if (*slot).is_null() {
+                            String::new()
+                        } else {
+                            CStr::from_ptr(*slot).to_string_lossy().into_owned()
+                        };
+                        ffi::sqlite3_free((*slot).cast());
+                        *slot = sqlite_string(&format!("metadwr/{inner}"));
+                    }
+                }
+                rc
+            }
+            _ => real_call!(db.real(), xFileControl, op, arg),
+        }
+    })
+}
+
+unsafe extern "C" fn shim_sector_size(file: *mut ffi::sqlite3_file) -> c_int {
+    guarded(4096, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        real_call!(db.real(), xSectorSize)
+    })
+}
+
+unsafe extern "C" fn shim_device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
+    guarded(0, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        real_call!(db.real(), xDeviceCharacteristics)
+    })
+}
+
+unsafe extern "C" fn shim_shm_map(
+    file: *mut ffi::sqlite3_file,
+    region: c_int,
+    size: c_int,
+    extend: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    guarded(ffi::SQLITE_IOERR_SHMMAP, || {
+        // SAFETY: file is an open ShimFile whose real file has version >= 2
+        // (this table is only installed then).
+        let db = unsafe { open_db(file) };
+        real_call!(db.real(), xShmMap, region, size, extend, out)
+    })
+}
+
+/// WAL checkpoints hold this shared-memory lock while they copy pages into
+/// the database file.
+const WAL_CKPT_LOCK: c_int = 1;
+
+unsafe extern "C" fn shim_shm_lock(
+    file: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    guarded(ffi::SQLITE_IOERR_SHMLOCK, || {
+        // SAFETY: file is an open ShimFile (version >= 2).
+        let db = unsafe { open_db(file) };
+        let releasing_checkpoint = flags == (ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE)
+            && offset <= WAL_CKPT_LOCK
+            && WAL_CKPT_LOCK < offset + n;
+        if releasing_checkpoint {
+            let mut io = db.io();
+            db.monitor.commit_boundary(&mut io, &mut log_warning);
+        }
+        real_call!(db.real(), xShmLock, offset, n, flags)
+    })
+}
+
+unsafe extern "C" fn shim_shm_barrier(file: *mut ffi::sqlite3_file) {
+    guarded((), || {
+        // SAFETY: file is an open ShimFile (version >= 2).
+        let db = unsafe { open_db(file) };
+        let f = db.real();
+        // SAFETY: as in real_call!, for a method returning nothing.
+        unsafe {
+            if let Some(m) = (*(*f).pMethods).xShmBarrier {
+                m(f)
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn shim_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
+    guarded(ffi::SQLITE_IOERR_SHMMAP, || {
+        // SAFETY: file is an open ShimFile (version >= 2).
+        let db = unsafe { open_db(file) };
+        real_call!(db.real(), xShmUnmap, delete)
+    })
+}
+
+unsafe extern "C" fn shim_fetch(
+    file: *mut ffi::sqlite3_file,
+    off: i64,
+    amt: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    guarded(ffi::SQLITE_IOERR_MMAP, || {
+        // SAFETY: file is an open ShimFile (version 3).
+        let db = unsafe { open_db(file) };
+        real_call!(db.real(), xFetch, off, amt, out)
+    })
+}
+
+unsafe extern "C" fn shim_unfetch(file: *mut ffi::sqlite3_file, off: i64, p: *mut c_void) -> c_int {
+    guarded(ffi::SQLITE_IOERR_MMAP, || {
+        // SAFETY: file is an open ShimFile (version 3).
+        let db = unsafe { open_db(file) };
+        real_call!(db.real(), xUnfetch, off, p)
+    })
+}
+
+const fn io_methods(version: c_int) -> ffi::sqlite3_io_methods {
+    ffi::sqlite3_io_methods {
+        iVersion: version,
+        xClose: Some(shim_close),
+        xRead: Some(shim_read),
+        xWrite: Some(shim_write),
+        xTruncate: Some(shim_truncate),
+        xSync: Some(shim_sync),
+        xFileSize: Some(shim_file_size),
+        xLock: Some(shim_lock),
+        xUnlock: Some(shim_unlock),
+        xCheckReservedLock: Some(shim_check_reserved_lock),
+        xFileControl: Some(shim_file_control),
+        xSectorSize: Some(shim_sector_size),
+        xDeviceCharacteristics: Some(shim_device_characteristics),
+        xShmMap: if version >= 2 {
+            Some(shim_shm_map)
+        } else {
+            None
+        },
+        xShmLock: if version >= 2 {
+            Some(shim_shm_lock)
+        } else {
+            None
+        },
+        xShmBarrier: if version >= 2 {
+            Some(shim_shm_barrier)
+        } else {
+            None
+        },
+        xShmUnmap: if version >= 2 {
+            Some(shim_shm_unmap)
+        } else {
+            None
+        },
+        xFetch: if version >= 3 { Some(shim_fetch) } else { None },
+        xUnfetch: if version >= 3 {
+            Some(shim_unfetch)
+        } else {
+            None
+        },
+    }
+}
+
+// The method table matches the real file's version, so SQLite never calls a
+// method the real file lacks (unix's dot-file locking is version 1).
+static IO_METHODS_V1: ffi::sqlite3_io_methods = io_methods(1);
+static IO_METHODS_V2: ffi::sqlite3_io_methods = io_methods(2);
+static IO_METHODS_V3: ffi::sqlite3_io_methods = io_methods(3);
+
+/// True when `file` was opened by this VFS.
+pub fn is_shim_file(file: *const ffi::sqlite3_file) -> bool {
+    // SAFETY: the caller passes a file pointer SQLite returned; reading its
+    // pMethods field is valid for any sqlite3_file.
+    let m = unsafe { (*file).pMethods };
+    ptr::eq(m, &IO_METHODS_V1) || ptr::eq(m, &IO_METHODS_V2) || ptr::eq(m, &IO_METHODS_V3)
+}
+
+// --- VFS methods other than xOpen: straight forwarding to the base VFS. ---
+
+macro_rules! forward_vfs {
+    ($name:ident, $method:ident, $default:expr, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
+        unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs $(, $arg: $ty)*) -> $ret {
+            guarded($default, || {
+                let base = base_vfs(vfs);
+                // SAFETY: base is the live unix VFS; the method is present
+                // because `register` only installs forwarders for methods
+                // the base VFS has.
+                unsafe { (*base).$method.unwrap()(base $(, $arg)*) }
+            })
+        }
+    };
+}
+
+forward_vfs!(vfs_delete, xDelete, ffi::SQLITE_IOERR_DELETE, (name: *const c_char, sync_dir: c_int) -> c_int);
+forward_vfs!(vfs_access, xAccess, ffi::SQLITE_IOERR_ACCESS, (name: *const c_char, flags: c_int, out: *mut c_int) -> c_int);
+forward_vfs!(vfs_full_pathname, xFullPathname, ffi::SQLITE_CANTOPEN, (name: *const c_char, n: c_int, out: *mut c_char) -> c_int);
+forward_vfs!(vfs_dlopen, xDlOpen, ptr::null_mut(), (name: *const c_char) -> *mut c_void);
+forward_vfs!(vfs_dlerror, xDlError, (), (n: c_int, out: *mut c_char) -> ());
+forward_vfs!(vfs_dlclose, xDlClose, (), (handle: *mut c_void) -> ());
+forward_vfs!(vfs_randomness, xRandomness, 0, (n: c_int, out: *mut c_char) -> c_int);
+forward_vfs!(vfs_sleep, xSleep, 0, (micros: c_int) -> c_int);
+forward_vfs!(vfs_current_time, xCurrentTime, ffi::SQLITE_ERROR, (out: *mut f64) -> c_int);
+forward_vfs!(vfs_get_last_error, xGetLastError, 0, (n: c_int, out: *mut c_char) -> c_int);
+forward_vfs!(vfs_current_time_int64, xCurrentTimeInt64, ffi::SQLITE_ERROR, (out: *mut i64) -> c_int);
+forward_vfs!(vfs_set_system_call, xSetSystemCall, ffi::SQLITE_ERROR, (name: *const c_char, f: ffi::sqlite3_syscall_ptr) -> c_int);
+forward_vfs!(vfs_get_system_call, xGetSystemCall, None, (name: *const c_char) -> ffi::sqlite3_syscall_ptr);
+forward_vfs!(vfs_next_system_call, xNextSystemCall, ptr::null(), (name: *const c_char) -> *const c_char);
+
+type DlSym = unsafe extern "C" fn(
+    *mut ffi::sqlite3_vfs,
+    *mut c_void,
+    *const c_char,
+) -> Option<
+    unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char),
+>;
+
+unsafe extern "C" fn vfs_dlsym(
+    vfs: *mut ffi::sqlite3_vfs,
+    handle: *mut c_void,
+    symbol: *const c_char,
+) -> Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)> {
+    guarded(None, || {
+        let base = base_vfs(vfs);
+        // SAFETY: base is the live unix VFS with xDlSym present. The
+        // transmute only restates the same C function-pointer type that
+        // bindgen spells differently.
+        unsafe {
+            let f: DlSym = std::mem::transmute((*base).xDlSym.unwrap());
+            f(base, handle, symbol)
+        }
+    })
+}
+
+/// Registers the metadwr VFS over `unix` as the default VFS, once per SQLite
+/// library. Returns the VFS.
+pub fn register() -> Result<*mut ffi::sqlite3_vfs, String> {
+    // SAFETY: the API table is installed; vfs_find takes a NUL-terminated
+    // name and returns a VFS that lives as long as the library.
+    unsafe {
+        let existing = ffi::sqlite3_vfs_find(VFS_NAME.as_ptr());
+        if !existing.is_null() {
+            return Ok(existing);
+        }
+        let base = ffi::sqlite3_vfs_find(c"unix".as_ptr());
+        if base.is_null() {
+            return Err("metadwr: the unix VFS is not available".into());
+        }
+        let b = &*base;
+        let vfs = Box::new(ffi::sqlite3_vfs {
+            iVersion: b.iVersion,
+            szOsFile: b.szOsFile.max(std::mem::size_of::<ShimFile>() as c_int),
+            mxPathname: b.mxPathname,
+            pNext: ptr::null_mut(),
+            zName: VFS_NAME.as_ptr(),
+            pAppData: base.cast(),
+            xOpen: Some(shim_open),
+            xDelete: b.xDelete.and(Some(vfs_delete)),
+            xAccess: b.xAccess.and(Some(vfs_access)),
+            xFullPathname: b.xFullPathname.and(Some(vfs_full_pathname)),
+            xDlOpen: b.xDlOpen.and(Some(vfs_dlopen)),
+            xDlError: b.xDlError.and(Some(vfs_dlerror)),
+            xDlSym: b.xDlSym.and(Some(vfs_dlsym)),
+            xDlClose: b.xDlClose.and(Some(vfs_dlclose)),
+            xRandomness: b.xRandomness.and(Some(vfs_randomness)),
+            xSleep: b.xSleep.and(Some(vfs_sleep)),
+            xCurrentTime: b.xCurrentTime.and(Some(vfs_current_time)),
+            xGetLastError: b.xGetLastError.and(Some(vfs_get_last_error)),
+            xCurrentTimeInt64: b.xCurrentTimeInt64.and(Some(vfs_current_time_int64)),
+            xSetSystemCall: b.xSetSystemCall.and(Some(vfs_set_system_call)),
+            xGetSystemCall: b.xGetSystemCall.and(Some(vfs_get_system_call)),
+            xNextSystemCall: b.xNextSystemCall.and(Some(vfs_next_system_call)),
+        });
+        let vfs = Box::into_raw(vfs);
+        let rc = ffi::sqlite3_vfs_register(vfs, 1);
+        if rc != ffi::SQLITE_OK {
+            drop(Box::from_raw(vfs));
+            return Err(format!("metadwr: cannot register the VFS (error {rc})"));
+        }
+        Ok(vfs)
+    }
+}
+
+/// Re-opens the already open `unix` main database `file` through metadwr,
+/// in place. Used by the entry point for connections opened before the
+/// extension was loaded.
+///
+/// # Safety
+/// `file` must be the pager's open main-database file of a connection that
+/// holds no lock and has no WAL open (checked by the caller), opened by the
+/// base VFS of `vfs`; `z_name` its filename as SQLite stores it.
+pub unsafe fn reopen_in_place(
+    vfs: *mut ffi::sqlite3_vfs,
+    file: *mut ffi::sqlite3_file,
+    z_name: *const c_char,
+    flags: c_int,
+) -> c_int {
+    let close = (*(*file).pMethods).xClose.unwrap();
+    let rc = close(file);
+    if rc != ffi::SQLITE_OK {
+        return rc;
+    }
+    let mut out = 0;
+    let rc = shim_open(vfs, z_name, file, flags, &mut out);
+    if rc != ffi::SQLITE_OK {
+        // Put the plain file back so the connection keeps working.
+        let base = base_vfs(vfs);
+        return (*base).xOpen.unwrap()(base, z_name, file, flags, &mut out);
+    }
+    rc
+}
