@@ -64,7 +64,7 @@ pub unsafe extern "C" fn sqlite3_metadwr_init(
                     "metadwr: cannot register for new connections (error {rc})"
                 ));
             }
-            adopt::adopt_main(db, vfs);
+            adopt::adopt_connection(db, vfs);
             Ok(())
         }
     }));

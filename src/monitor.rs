@@ -370,12 +370,14 @@ impl Monitor {
             self.protection = Protection::On(Box::new(store));
         }
         let held = self.lock_level;
+        if held >= LOCK_RESERVED {
+            return Err(
+                "cannot restore inside a write transaction; COMMIT or ROLLBACK first".into(),
+            );
+        }
         escalate(io, held)?;
         let result = self.recover_exclusive(io, warn);
-        let _ = io.unlock(held.min(LOCK_SHARED));
-        if held > LOCK_SHARED {
-            let _ = io.lock(held);
-        }
+        let _ = io.unlock(held);
         result
     }
 

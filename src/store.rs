@@ -184,6 +184,23 @@ impl Store {
         })
     }
 
+    /// Opens an existing `-dwr` for reading only (inspection tools).
+    pub fn open_read_only(path: &Path, policy: SyncPolicy) -> io::Result<Store> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_o_nofollow() | libc_o_cloexec())
+            .open(path)?;
+        Ok(Store {
+            file,
+            path: path.to_owned(),
+            mirror: None,
+            policy,
+            updates_since_sync: 0,
+            last_sync: Instant::now(),
+            stats: Stats::default(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -307,7 +324,7 @@ impl Store {
                 Err(e) => scan.rejected.push(format!("header slot {which}: {e}")),
             }
         }
-        headers.sort_by(|a, b| b.generation.cmp(&a.generation));
+        headers.sort_by_key(|h| std::cmp::Reverse(h.generation));
         for h in headers {
             scan.max_generation_seen = scan.max_generation_seen.max(h.generation);
             match self.read_generation(&h, len) {
@@ -358,7 +375,7 @@ impl Store {
                     gens[which] = t.generation;
                     max_slot_gen = max_slot_gen.max(t.generation);
                     if t.generation <= h.generation
-                        && best.map_or(true, |(b, _)| t.generation > b.generation)
+                        && best.is_none_or(|(b, _)| t.generation > b.generation)
                     {
                         best = Some((t, which));
                     }
@@ -405,12 +422,15 @@ impl Store {
             ));
         }
         let incremental = matches!(&self.mirror, Some(m) if m.header.page_size == snap.page_size);
+        let before = self.stats.generations_written;
         let generation = if incremental {
             self.write_incremental(snap)?
         } else {
             self.write_full(snap)?
         };
-        self.after_update()?;
+        if self.stats.generations_written != before {
+            self.after_update()?;
+        }
         Ok(generation)
     }
 
@@ -422,6 +442,19 @@ impl Store {
         self.stats.pages_written += 1;
         self.stats.bytes_written += buf.len() as u64;
         Ok(())
+    }
+
+    /// Zeroes a slot's trailer, so it fails verification.
+    fn invalidate_slot(
+        &mut self,
+        data_offset: u64,
+        ps: u32,
+        index: u32,
+        which: u8,
+    ) -> io::Result<()> {
+        let trailer_at = slot_offset(data_offset, ps, index, which) + ps as u64;
+        self.file
+            .write_all_at(&[0u8; SLOT_TRAILER_SIZE], trailer_at)
     }
 
     fn write_header(&mut self, h: &Header) -> io::Result<()> {
@@ -461,6 +494,11 @@ impl Store {
                     let trailer = Trailer::seal(image, *pgno, generation, index as u32);
                     let off = slot_offset(m.header.data_offset, ps, index as u32, which);
                     self.write_slot(off, image, &trailer)?;
+                    if old.is_none() {
+                        // A newly used index: its slot B may hold bytes of an
+                        // older layout; make sure it can never be selected.
+                        self.invalidate_slot(m.header.data_offset, ps, index as u32, 1)?;
+                    }
                     Slot {
                         pgno: *pgno,
                         current: which,
@@ -488,6 +526,19 @@ impl Store {
             flags: snap.flags,
             fingerprint: snap.fingerprint,
         };
+        let same = Header {
+            generation: m.header.generation,
+            ..header
+        };
+        if same == m.header {
+            // Nothing changed (a rolled-back transaction, a rewrite of the
+            // same bytes): the current generation already describes the file.
+            self.mirror = Some(Mirror {
+                slots: new_slots,
+                ..m
+            });
+            return Ok(self.mirror.as_ref().unwrap().header.generation);
+        }
         self.write_header(&header)?;
         self.mirror = Some(Mirror {
             header,
@@ -535,11 +586,8 @@ impl Store {
                 image,
                 &trailer,
             )?;
-            // Slot B may hold an older region's bytes; invalidate it so that
-            // it can never be selected.
-            let b = slot_offset(data_offset, ps, index as u32, 1);
-            self.file
-                .write_all_at(&[0u8; SLOT_TRAILER_SIZE], b + ps as u64)?;
+            // Slot B may hold an older region's bytes.
+            self.invalidate_slot(data_offset, ps, index as u32, 1)?;
             digest.add(&trailer);
             slots.push(Slot {
                 pgno: *pgno,
@@ -729,6 +777,27 @@ mod tests {
     }
 
     #[test]
+    fn unchanged_snapshot_writes_nothing() {
+        let path = tmp("same");
+        let mut s = Store::open(&path, true, SyncPolicy::Full).unwrap();
+        let g = s
+            .write_generation(&snap(512, &[(1, 1), (2, 2)], 1))
+            .unwrap();
+        let before = s.stats();
+        assert_eq!(
+            s.write_generation(&snap(512, &[(1, 1), (2, 2)], 1))
+                .unwrap(),
+            g
+        );
+        let after = s.stats();
+        assert_eq!(
+            (after.bytes_written, after.fsyncs),
+            (before.bytes_written, before.fsyncs)
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn protected_set_can_grow_shrink_and_change_page_size() {
         let path = tmp("grow");
         let mut s = Store::open(&path, true, SyncPolicy::Off).unwrap();
@@ -736,6 +805,12 @@ mod tests {
             .unwrap();
         s.write_generation(&snap(1024, &[(1, 3), (2, 2), (7, 7), (8, 8)], 2))
             .unwrap();
+        // Growing by many pages at once (a big schema created in one go).
+        let many: Vec<(u32, u8)> = (1..=300).map(|p| (p, p as u8)).collect();
+        s.write_generation(&snap(1024, &many, 3)).unwrap();
+        let g = newest(&Store::open(&path, false, SyncPolicy::Off).unwrap());
+        assert_eq!(g.pages.len(), 300);
+        assert_eq!(g.page(300).unwrap(), page(1024, 300u32 as u8).as_slice());
         s.write_generation(&snap(1024, &[(1, 4), (8, 8)], 3))
             .unwrap();
         let g = newest(&s);

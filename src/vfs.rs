@@ -373,7 +373,7 @@ unsafe extern "C" fn shim_check_reserved_lock(
 }
 
 /// Copies `s` into memory from sqlite3_malloc, which SQLite frees.
-fn sqlite_string(s: &str) -> *mut c_char {
+pub(crate) fn sqlite_string(s: &str) -> *mut c_char {
     let bytes = s.replace('\0', " ");
     // SAFETY: the API table is installed; the buffer is len+1 bytes and
     // fully written before use.
@@ -602,9 +602,11 @@ static IO_METHODS_V2: ffi::sqlite3_io_methods = io_methods(2);
 static IO_METHODS_V3: ffi::sqlite3_io_methods = io_methods(3);
 
 /// True when `file` was opened by this VFS.
-pub fn is_shim_file(file: *const ffi::sqlite3_file) -> bool {
-    // SAFETY: the caller passes a file pointer SQLite returned; reading its
-    // pMethods field is valid for any sqlite3_file.
+///
+/// # Safety
+/// `file` must point to a live `sqlite3_file`.
+pub unsafe fn is_shim_file(file: *const ffi::sqlite3_file) -> bool {
+    // SAFETY: the caller guarantees `file` is a live sqlite3_file.
     let m = unsafe { (*file).pMethods };
     ptr::eq(m, &IO_METHODS_V1) || ptr::eq(m, &IO_METHODS_V2) || ptr::eq(m, &IO_METHODS_V3)
 }
@@ -640,14 +642,6 @@ forward_vfs!(vfs_set_system_call, xSetSystemCall, ffi::SQLITE_ERROR, (name: *con
 forward_vfs!(vfs_get_system_call, xGetSystemCall, None, (name: *const c_char) -> ffi::sqlite3_syscall_ptr);
 forward_vfs!(vfs_next_system_call, xNextSystemCall, ptr::null(), (name: *const c_char) -> *const c_char);
 
-type DlSym = unsafe extern "C" fn(
-    *mut ffi::sqlite3_vfs,
-    *mut c_void,
-    *const c_char,
-) -> Option<
-    unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char),
->;
-
 unsafe extern "C" fn vfs_dlsym(
     vfs: *mut ffi::sqlite3_vfs,
     handle: *mut c_void,
@@ -655,13 +649,8 @@ unsafe extern "C" fn vfs_dlsym(
 ) -> Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)> {
     guarded(None, || {
         let base = base_vfs(vfs);
-        // SAFETY: base is the live unix VFS with xDlSym present. The
-        // transmute only restates the same C function-pointer type that
-        // bindgen spells differently.
-        unsafe {
-            let f: DlSym = std::mem::transmute((*base).xDlSym.unwrap());
-            f(base, handle, symbol)
-        }
+        // SAFETY: base is the live unix VFS with xDlSym present.
+        unsafe { (*base).xDlSym.unwrap()(base, handle, symbol) }
     })
 }
 

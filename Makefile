@@ -1,0 +1,56 @@
+# metadwr — build, test and demo targets.
+#
+#   make          build the release extension, leave ./libmetadwr.so here
+#   make test     everything CI runs: unit tests, corruption matrix,
+#                 sql-tests through the stock shell, the C example, Python
+#   make demo     smash a database and watch metadwr bring it back
+#   make lint     cargo fmt --check and clippy
+
+CARGO ?= cargo
+SO := libmetadwr.so
+PYTHON ?= /usr/bin/python3
+SQLITE3 ?= sqlite3
+
+.PHONY: all build test unit matrix sql-tests c-example python-test demo lint clean deps
+
+all: build
+
+build: $(SO)
+
+$(SO): Cargo.toml $(wildcard src/*.rs)
+	$(CARGO) build --release
+	cp target/release/libmetadwr.so $(SO)
+
+# Tools the tests need; present on a stock machine, installed when missing.
+deps:
+	@scripts/ensure-deps.sh
+
+test: deps build unit matrix sql-tests c-example python-test
+	@echo "make test: all suites passed"
+
+unit:
+	$(CARGO) test --release --lib
+
+matrix: build
+	cd itest && METADWR_SO=$(CURDIR)/$(SO) $(CARGO) test --release -- --test-threads=2
+
+sql-tests: build
+	scripts/run-sql-tests.sh $(SQLITE3) $(CURDIR)/$(SO)
+
+c-example: build
+	scripts/run-c-example.sh $(CURDIR)
+
+python-test: build
+	$(PYTHON) scripts/test-python.py $(CURDIR)/$(SO)
+
+demo: build
+	scripts/demo.sh $(CURDIR)/$(SO)
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -f $(SO)
+	rm -rf build
