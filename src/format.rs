@@ -360,6 +360,13 @@ mod tests {
     }
 
     #[test]
+    fn crc32c_is_castagnoli() {
+        // The check value docs/dwr-format.md gives.
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c_pair(b"1234", b"56789"), 0xE306_9283);
+    }
+
+    #[test]
     fn header_round_trips() {
         let h = sample_header();
         let bytes = h.encode();

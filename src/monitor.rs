@@ -282,9 +282,19 @@ impl Monitor {
         let reuse = !self.schema_touched;
         let snapshot = match &self.protection {
             Protection::On(store) => {
-                take_snapshot(io, &self.db_path, if reuse { Some(&**store) } else { None })?
+                take_snapshot(io, &self.db_path, if reuse { Some(&**store) } else { None })
             }
             Protection::Off { .. } => return Err("protection is off".into()),
+        };
+        let snapshot = match snapshot {
+            Ok(s) => s,
+            Err(damage) => {
+                // The database itself is damaged: keep the copy as it is
+                // (it is what a restore needs) and stay protected.
+                self.dirty = false;
+                self.last_event = Some(format!("database damaged, run meta_recover(): {damage}"));
+                return Ok(());
+            }
         };
         let Some(snap) = snapshot else {
             // Empty database: nothing to protect yet.
@@ -334,9 +344,12 @@ impl Monitor {
         }
         self.schema_touched = true;
         self.dirty = true;
-        self.refresh(io)?;
         self.last_event = None;
-        Ok(Enabled::Enabled)
+        self.refresh(io)?;
+        match self.last_event.take() {
+            Some(damage) => Err(damage),
+            None => Ok(Enabled::Enabled),
+        }
     }
 
     /// `PRAGMA meta_double_write=disabled`: stop and remove the copy.
