@@ -46,7 +46,8 @@ pub unsafe extern "C" fn sqlite3_metadwr_init(
             if let Err(e) = ffi::rusqlite_extension_init2(api) {
                 return Err(format!("metadwr: cannot initialise: {e}"));
             }
-            let vfs = vfs::register()?;
+            pin_library()?;
+            let (vfs, newly_registered) = vfs::register()?;
             let rc = sql::register_functions(db);
             if rc != ffi::SQLITE_OK {
                 return Err(format!("metadwr: cannot register functions (error {rc})"));
@@ -64,12 +65,20 @@ pub unsafe extern "C" fn sqlite3_metadwr_init(
                     "metadwr: cannot register for new connections (error {rc})"
                 ));
             }
-            adopt::adopt_connection(db, vfs);
+            // Only the connection that brought the extension in can predate
+            // it. A connection opened later that uses plain unix asked for
+            // it by name (vfs=unix) and is left alone.
+            if newly_registered {
+                adopt::adopt_connection(db, vfs);
+            }
             Ok(())
         }
     }));
     let message = match outcome {
-        Ok(Ok(())) => return ffi::SQLITE_OK_LOAD_PERMANENTLY,
+        // Plain SQLITE_OK: an automatic extension that returns anything
+        // else (even SQLITE_OK_LOAD_PERMANENTLY) fails the open. The library
+        // is pinned by `pin_library` instead.
+        Ok(Ok(())) => return ffi::SQLITE_OK,
         Ok(Err(m)) => m,
         Err(_) => "metadwr: internal error during initialisation".to_string(),
     };
@@ -93,3 +102,35 @@ pub unsafe extern "C" fn sqlite3_metadwr_init(
 }
 
 mod adopt;
+
+/// Keeps this library mapped for the life of the process: the VFS and the
+/// functions registered with SQLite point into it, so SQLite's dlclose when
+/// the loading connection closes must not unmap it.
+fn pin_library() -> Result<(), String> {
+    static PINNED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    PINNED
+        .get_or_init(|| {
+            // SAFETY: Dl_info is a plain C struct of pointers; all-zero is
+            // a valid value that dladdr overwrites.
+            let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+            // SAFETY: dladdr only reads the address of a function of this
+            // library and fills `info`; dlopen with RTLD_NOLOAD|RTLD_NODELETE
+            // takes a reference to the already loaded library (the path
+            // dladdr returned) and marks it never to be unloaded.
+            unsafe {
+                let here = sqlite3_metadwr_init as *const libc::c_void;
+                if libc::dladdr(here, &mut info) == 0 || info.dli_fname.is_null() {
+                    return Err("metadwr: cannot locate the library to pin it".into());
+                }
+                let handle = libc::dlopen(
+                    info.dli_fname,
+                    libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+                );
+                if handle.is_null() {
+                    return Err("metadwr: cannot pin the library in memory".into());
+                }
+            }
+            Ok(())
+        })
+        .clone()
+}

@@ -72,6 +72,8 @@ pub struct Monitor {
     /// A protected page other than page 1 was written: the schema tree must
     /// be walked again.
     schema_touched: bool,
+    /// Protected pages this connection wrote since the last refresh.
+    written: HashSet<u32>,
     /// Page 1 was written at all (used to notice a `-dwr` another
     /// connection created while this one was unprotected).
     page1_written: bool,
@@ -99,6 +101,7 @@ impl Monitor {
             protected: HashSet::new(),
             dirty: false,
             schema_touched: false,
+            written: HashSet::new(),
             page1_written: false,
             lock_level: LOCK_NONE,
             last_event: None,
@@ -109,9 +112,9 @@ impl Monitor {
             // the first snapshot if the file has none yet.
             match Store::open(&m.dwr_path, true, policy) {
                 Ok(store) => {
+                    // No refresh until this connection writes: a reader
+                    // must never copy a damaged file over a good copy.
                     m.protection = Protection::On(Box::new(store));
-                    m.dirty = true;
-                    m.schema_touched = true;
                 }
                 Err(e) => {
                     m.protection = Protection::Off {
@@ -186,11 +189,14 @@ impl Monitor {
         let first = offset / ps + 1;
         let last = (offset + len.max(1) as u64 - 1) / ps + 1;
         for pgno in first..=last {
+            let pgno = pgno as u32;
             if pgno == 1 {
                 self.dirty = true;
-            } else if self.protected.contains(&(pgno as u32)) {
+                self.written.insert(1);
+            } else if self.protected.contains(&pgno) {
                 self.dirty = true;
                 self.schema_touched = true;
+                self.written.insert(pgno);
             }
         }
     }
@@ -301,15 +307,51 @@ impl Monitor {
             self.dirty = false;
             return Ok(());
         };
+        let mut snap = snap;
+        let kept = self.keep_unwritten_pages(&mut snap);
+        if !kept.is_empty() {
+            self.last_event = Some(format!(
+                "pages {} differ on disk from the copy although nothing wrote them; the copy was kept",
+                kept.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            ));
+        }
         let store = self.store()?;
         store
             .write_generation(&snap)
             .map_err(|e| format!("cannot write the -dwr: {e}"))?;
         self.page_size = snap.page_size;
         self.protected = snap.pages.iter().map(|(p, _)| *p).collect();
+        self.written.clear();
         self.dirty = false;
         self.schema_touched = false;
         Ok(())
+    }
+
+    /// A schema page this connection did not write, which differs from the
+    /// current copy by a few bits, is bit rot rather than another writer's
+    /// change (those change whole cells): keep the copy's image instead of
+    /// copying the damage. Returns the pages kept.
+    fn keep_unwritten_pages(&self, snap: &mut Snapshot) -> Vec<u32> {
+        let Protection::On(store) = &self.protection else {
+            return Vec::new();
+        };
+        if store.mirror_header().map(|h| h.page_size) != Some(snap.page_size) {
+            return Vec::new();
+        }
+        let mut kept = Vec::new();
+        for (pgno, image) in snap.pages.iter_mut().skip(1) {
+            if self.written.contains(pgno) {
+                continue;
+            }
+            if let Some(copy) = store.mirror_page(*pgno) {
+                let distance = recovery::bit_distance(copy, image);
+                if distance > 0 && distance <= recovery::BIT_ROT_LIMIT {
+                    image.copy_from_slice(copy);
+                    kept.push(*pgno);
+                }
+            }
+        }
+        kept
     }
 
     /// `PRAGMA meta_double_write=enabled`.
@@ -329,6 +371,19 @@ impl Monitor {
     }
 
     fn enable_locked(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<Enabled, String> {
+        let created = !self.dwr_path.exists();
+        let result = self.enable_inner(io, warn);
+        if result.is_err() && created {
+            // A failed first enable leaves nothing behind: no -dwr, so the
+            // database does not count as protected on the next open.
+            let _ = std::fs::remove_file(&self.dwr_path);
+            self.protection = Protection::Off { reason: None };
+            self.protected.clear();
+        }
+        result
+    }
+
+    fn enable_inner(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<Enabled, String> {
         if !self.is_protected() {
             let store = Store::open(&self.dwr_path, true, self.policy)
                 .map_err(|e| format!("cannot create {}: {e}", self.dwr_path.display()))?;

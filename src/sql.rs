@@ -95,6 +95,11 @@ unsafe extern "C" fn meta_recover(
                 c"main".to_owned()
             };
             let shown = schema.to_string_lossy().into_owned();
+            if shown.eq_ignore_ascii_case("temp") {
+                return Err(format!(
+                    "meta_recover: database '{shown}' is in memory or temporary; it has no file to protect"
+                ));
+            }
             let filename = ffi::sqlite3_db_filename(db, schema.as_ptr());
             if filename.is_null() {
                 return Err(format!("meta_recover: no such database: {shown}"));

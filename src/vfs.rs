@@ -655,14 +655,14 @@ unsafe extern "C" fn vfs_dlsym(
 }
 
 /// Registers the metadwr VFS over `unix` as the default VFS, once per SQLite
-/// library. Returns the VFS.
-pub fn register() -> Result<*mut ffi::sqlite3_vfs, String> {
+/// library. Returns the VFS and whether this call registered it.
+pub fn register() -> Result<(*mut ffi::sqlite3_vfs, bool), String> {
     // SAFETY: the API table is installed; vfs_find takes a NUL-terminated
     // name and returns a VFS that lives as long as the library.
     unsafe {
         let existing = ffi::sqlite3_vfs_find(VFS_NAME.as_ptr());
         if !existing.is_null() {
-            return Ok(existing);
+            return Ok((existing, false));
         }
         let base = ffi::sqlite3_vfs_find(c"unix".as_ptr());
         if base.is_null() {
@@ -699,7 +699,7 @@ pub fn register() -> Result<*mut ffi::sqlite3_vfs, String> {
             drop(Box::from_raw(vfs));
             return Err(format!("metadwr: cannot register the VFS (error {rc})"));
         }
-        Ok(vfs)
+        Ok((vfs, true))
     }
 }
 
