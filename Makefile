@@ -11,7 +11,7 @@ SO := libmetadwr.so
 PYTHON ?= /usr/bin/python3
 SQLITE3 ?= sqlite3
 
-.PHONY: all build test unit matrix sql-tests c-example python-test demo lint clean deps
+.PHONY: all build test unit matrix sql-tests c-example python-test demo lint clean deps fuzz
 
 all: build
 
@@ -28,8 +28,16 @@ deps:
 test: deps build unit matrix sql-tests c-example python-test
 	@echo "make test: all suites passed"
 
+# Unit tests, plus the bounded -dwr reader property test (tests/dwr_fuzz.rs).
 unit:
-	$(CARGO) test --release --lib
+	$(CARGO) test --release --lib --tests
+
+# The same property test, long: FUZZ_ITERATIONS mutated files from FUZZ_SEED.
+FUZZ_ITERATIONS ?= 200000
+FUZZ_SEED ?= 1
+fuzz:
+	METADWR_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) METADWR_FUZZ_SEED=$(FUZZ_SEED) \
+	  $(CARGO) test --release --test dwr_fuzz -- --nocapture
 
 matrix: build
 	cd itest && METADWR_SO=$(CURDIR)/$(SO) $(CARGO) test --release -- --test-threads=2
