@@ -40,7 +40,7 @@ fuzz:
 	  $(CARGO) test --release --test dwr_fuzz -- --nocapture
 
 matrix: build
-	cd itest && METADWR_SO=$(CURDIR)/$(SO) $(CARGO) test --release -- --test-threads=2
+	cd itest && METADWR_SO=$(CURDIR)/$(SO) $(CARGO) test --release --no-fail-fast -- --test-threads=2
 
 sql-tests: build
 	scripts/run-sql-tests.sh $(SQLITE3) $(CURDIR)/$(SO)

@@ -266,7 +266,7 @@ unsafe extern "C" fn sh_file_control(
                 let name = CStr::from_ptr(*args.add(1))
                     .to_string_lossy()
                     .to_ascii_lowercase();
-                if name.starts_with("meta_double_write") {
+                if name.starts_with("meta_double_write") || name == "meta_recover" {
                     *args = vfs::sqlite_string(&format!("{name}: {REOPEN_HINT}"));
                     return ffi::SQLITE_ERROR;
                 }

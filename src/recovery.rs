@@ -45,8 +45,8 @@ pub fn plan(generations: &[Generation], disk: &mut dyn DiskPages) -> Plan {
         return Plan::Refuse("the -dwr holds no valid generation".into());
     }
     let mut reasons = Vec::new();
-    for g in generations {
-        match evaluate(g, disk) {
+    for (age, g) in generations.iter().enumerate() {
+        match evaluate(g, disk, age == 0) {
             Ok(plan) => return plan,
             Err(why) => reasons.push(format!("generation {}: {why}", g.header.generation)),
         }
@@ -57,7 +57,13 @@ pub fn plan(generations: &[Generation], disk: &mut dyn DiskPages) -> Plan {
     ))
 }
 
-fn evaluate(g: &Generation, disk: &mut dyn DiskPages) -> Result<Plan, String> {
+/// `newest` is false for an older generation, considered only after the
+/// newest was refused. That happens legitimately when a crash came after the
+/// copy was updated but before the database committed, so the file rolled
+/// back to the older state. An older generation is therefore restored only
+/// if page 1 on disk is exactly its page 1; evidence that the file moved
+/// past the newest copy makes every older copy staler still.
+fn evaluate(g: &Generation, disk: &mut dyn DiskPages, newest: bool) -> Result<Plan, String> {
     let fp = &g.header.fingerprint;
     let ps = g.header.page_size;
     let io = |e: std::io::Error| format!("cannot read the database: {e}");
@@ -93,9 +99,12 @@ fn evaluate(g: &Generation, disk: &mut dyn DiskPages) -> Result<Plan, String> {
     }
     let copy_p1 = g.page(1).expect("a generation always holds page 1");
     if disk_pages[&1] != copy_p1 {
+        if !newest {
+            return Err("page 1 on disk is not this older generation's page 1".into());
+        }
         // Page 1 cannot vouch for the rest: look for signs of a legitimate
         // writer that did not keep the copy current.
-        page1_evidence(&disk_pages[&1], fp, ps)?;
+        page1_evidence(&disk_pages[&1], copy_p1, fp, ps, max_page)?;
         freelist_evidence(fp, ps, max_page, disk)?;
         for &pgno in &differing {
             let role = roles.get(&pgno).copied();
@@ -122,9 +131,26 @@ fn evaluate(g: &Generation, disk: &mut dyn DiskPages) -> Result<Plan, String> {
 
 /// Refuses when the page 1 on disk looks like a later, legitimate version
 /// rather than a damaged copy of the one we hold.
-fn page1_evidence(disk_p1: &[u8], fp: &Fingerprint, ps: u32) -> Result<(), String> {
+fn page1_evidence(
+    disk_p1: &[u8],
+    copy_p1: &[u8],
+    fp: &Fingerprint,
+    ps: u32,
+    max_page: u32,
+) -> Result<(), String> {
+    // The schema root on page 1 (from offset 100) can be intact while the
+    // header is destroyed. Judge it under the copy's header: a valid B-tree
+    // page that differs by more than bit rot is another writer's schema.
+    let mut hybrid = copy_p1.to_vec();
+    hybrid[100..].copy_from_slice(&disk_p1[100..]);
+    let usable = ps - copy_p1[20] as u32;
+    if dbfile::check_btree_page(1, &hybrid, usable, max_page).is_ok()
+        && bit_distance(&disk_p1[100..], &copy_p1[100..]) > BIT_ROT_LIMIT
+    {
+        return Err("page 1 holds a different valid schema root than the copy".into());
+    }
     let Ok(h) = DbHeader::parse(disk_p1) else {
-        return Ok(()); // unreadable: damage, not a newer version
+        return Ok(()); // unreadable header: damage, not a newer version
     };
     if h.page_size != ps {
         return Err(format!(

@@ -54,6 +54,16 @@ pub fn pragma(
                 )),
             },
         }),
+        // The pragma form of meta_recover(): SQLite hands pragmas to the VFS
+        // before it reads the schema, whereas newer SQLite versions read
+        // the schema before running any SELECT, which fails when the schema
+        // is what is damaged.
+        "meta_recover" => Some(match value {
+            None => monitor
+                .recover(io, &mut warn)
+                .map_err(|e| format!("meta_recover: {e}")),
+            Some(_) => Err("meta_recover takes no value: PRAGMA [schema.]meta_recover".into()),
+        }),
         "meta_double_write_stats" => Some(Ok(match monitor.stats() {
             Some(s) => format!(
                 "generations={} pages={} bytes={} fsyncs={}",

@@ -430,6 +430,14 @@ unsafe extern "C" fn shim_file_control(
                 req.outcome = Some(db.monitor.recover(&mut io, &mut log_warning));
                 ffi::SQLITE_OK
             }
+            ffi::SQLITE_FCNTL_COMMIT_PHASETWO => {
+                // Sent after every commit, before the unlock. With
+                // locking_mode=EXCLUSIVE and synchronous=OFF it is the only
+                // commit boundary there is.
+                let mut io = db.io();
+                db.monitor.commit_boundary(&mut io, &mut log_warning);
+                real_call!(db.real(), xFileControl, op, arg)
+            }
             ffi::SQLITE_FCNTL_VFSNAME => {
                 let rc = real_call!(db.real(), xFileControl, op, arg);
                 if rc == ffi::SQLITE_OK {

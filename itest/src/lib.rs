@@ -1,0 +1,1 @@
+//! Empty library: the tests live in `tests/`.

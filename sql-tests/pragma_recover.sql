@@ -1,0 +1,18 @@
+-- PRAGMA meta_recover: the pragma form of meta_recover(). SQLite gives
+-- pragmas to the VFS before it reads the schema, so it works on a
+-- connection opened after the damage on every SQLite version (3.46 and
+-- later cannot prepare a SELECT while the schema is unreadable).
+.load ./libmetadwr
+.open app.db
+PRAGMA meta_double_write=enabled;
+CREATE TABLE t(a, b);
+INSERT INTO t VALUES (1, 'one'), (2, 'two');
+PRAGMA meta_recover;
+.open other.db
+.shell dd if=/dev/urandom of=app.db bs=100 count=1 conv=notrunc status=none
+.open app.db
+PRAGMA meta_recover;
+SELECT * FROM t;
+PRAGMA integrity_check;
+PRAGMA meta_recover=now;
+PRAGMA nosuch.meta_recover;
