@@ -34,9 +34,11 @@ fn temp_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("metadwr-fuzz-{}-{tag}", std::process::id()))
 }
 
-/// Writes a few generations; returns the file bytes and every generation's
-/// expected pages, by generation number.
-fn build_valid_file(rng: &mut Rng, tag: &str) -> (Vec<u8>, HashMap<u64, Vec<(u32, Vec<u8>)>>) {
+/// The pages of each generation written, by generation number.
+type Written = HashMap<u64, Vec<(u32, Vec<u8>)>>;
+
+/// Writes a few generations; returns the file bytes and what was written.
+fn build_valid_file(rng: &mut Rng, tag: &str) -> (Vec<u8>, Written) {
     let path = temp_path(tag);
     let _ = std::fs::remove_file(&path);
     let mut store = Store::open(&path, true, SyncPolicy::Off).unwrap();
