@@ -1,5 +1,6 @@
 -- PRAGMA meta_double_write=enabled on a damaged, protected database
--- restores it and says so.
+-- restores it and says so. Only the schema leaves are damaged: page 1 would
+-- already be healed by SQLite's first read of the header, at open.
 .load ./libmetadwr
 .open app.db
 PRAGMA meta_double_write=enabled;
@@ -12,16 +13,15 @@ SELECT 'CREATE TABLE t' || i || '(id INTEGER PRIMARY KEY, payload TEXT DEFAULT '
 .read gen.sql
 .output damage.sh
 SELECT 'printf ''garbage!%.0s'' $(seq 512) | dd of=app.db bs=4096 seek=' || (pageno - 1) || ' count=1 conv=notrunc status=none'
-  FROM dbstat WHERE name = 'sqlite_schema' ORDER BY pageno;
+  FROM dbstat WHERE name = 'sqlite_schema' AND pageno > 1 ORDER BY pageno;
 .output stdout
-.print -- overwrite page 1 and every schema leaf with text
+.print -- overwrite every schema leaf with text
 .open other.db
 .shell sh damage.sh
-.shell head -c 16 app.db; echo
 .open app.db
-SELECT count(*) FROM t1;
 PRAGMA meta_double_write=enabled;
 PRAGMA meta_double_write;
+SELECT count(*) FROM t1;
 SELECT count(*) FROM sqlite_schema;
 SELECT sum(id) FROM (SELECT id FROM t1 UNION ALL SELECT id FROM t30 UNION ALL SELECT id FROM t60);
 PRAGMA integrity_check;

@@ -9,7 +9,8 @@ CREATE TABLE t(a, b);
 INSERT INTO t VALUES (1, 'one'), (2, 'two');
 PRAGMA meta_recover;
 .open other.db
-.shell dd if=/dev/urandom of=app.db bs=100 count=1 conv=notrunc status=none
+.print -- damage the schema root on page 1, past the 100-byte header SQLite reads at open
+.shell dd if=/dev/urandom of=app.db bs=1 seek=100 count=200 conv=notrunc status=none
 .open app.db
 PRAGMA meta_recover;
 SELECT * FROM t;

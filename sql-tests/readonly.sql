@@ -1,5 +1,5 @@
--- A read-only connection is never protected and never writes: the status
--- says why, =enabled and meta_recover() refuse.
+-- A read-only connection never writes: with a -dwr it serves the copy in
+-- place of damaged pages; =enabled and meta_recover() refuse.
 .load ./libmetadwr
 .open app.db
 PRAGMA meta_double_write=enabled;

@@ -1,5 +1,6 @@
 -- A database with 100 tables: its sqlite_schema B-tree is an interior page
--- (page 1) over several leaves. Zero one leaf; meta_recover() puts it back.
+-- (page 1) over several leaves. Zero one leaf: meta_recover() before any
+-- read puts it back; see heal_on_open for the same damage met by a query.
 .load ./libmetadwr
 .open app.db
 PRAGMA meta_double_write=enabled;
@@ -23,9 +24,9 @@ SELECT 'dd if=/dev/zero of=app.db bs=4096 seek=' || (pageno - 1) || ' count=1 co
 .shell sh damage.sh
 .shell "$SQLITE3" app.db 'SELECT count(*) FROM t50' 2>&1 || echo "(stock sqlite3 exited with status $?)"
 .open app.db
-SELECT count(*) FROM t50;
 PRAGMA meta_double_write;
 SELECT meta_recover();
+SELECT count(*) FROM t50;
 SELECT count(*) FROM sqlite_schema WHERE type = 'table';
 SELECT count(*), sum(value) FROM (SELECT value FROM t1 UNION ALL SELECT value FROM t50 UNION ALL SELECT value FROM t100);
 PRAGMA integrity_check;

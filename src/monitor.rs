@@ -55,6 +55,8 @@ enum Protection {
 /// VFS layer (which owns the FFI).
 pub type Warn<'a> = &'a mut dyn FnMut(&str);
 
+mod heal;
+
 /// Per-file state.
 pub struct Monitor {
     db_path: PathBuf,
@@ -79,6 +81,8 @@ pub struct Monitor {
     page1_written: bool,
     lock_level: i32,
     last_event: Option<String>,
+    /// Read-path state (see `heal`).
+    read: heal::ReadState,
 }
 
 /// What `PRAGMA meta_double_write=enabled` did.
@@ -105,8 +109,22 @@ impl Monitor {
             page1_written: false,
             lock_level: LOCK_NONE,
             last_event: None,
+            read: heal::ReadState::default(),
         };
-        if !readonly && (force_enable || m.dwr_path.exists()) {
+        let exists = m.dwr_path.exists();
+        if readonly && exists {
+            // A read-only connection cannot keep the copy current or repair
+            // the file, but it can serve the copy in place of damaged pages.
+            match Store::open_read_only(&m.dwr_path, policy) {
+                Ok(store) => m.protection = Protection::On(Box::new(store)),
+                Err(e) => {
+                    m.protection = Protection::Off {
+                        reason: Some(format!("cannot open {}: {e}", m.dwr_path.display())),
+                    }
+                }
+            }
+        }
+        if !readonly && (force_enable || exists) {
             // Protection persists through the file: an existing -dwr means
             // this database is protected. The first commit boundary takes
             // the first snapshot if the file has none yet.
@@ -134,8 +152,18 @@ impl Monitor {
         self.lock_level
     }
 
-    pub fn set_lock_level(&mut self, level: i32) {
+    /// Records the lock level after a successful xLock or xUnlock. A
+    /// pending repair runs when SQLite's own write path takes EXCLUSIVE
+    /// (from RESERVED: never on the way into a hot-journal rollback).
+    pub fn set_lock_level(&mut self, io: &mut dyn DbIo, level: i32, warn: Warn) {
+        let previous = self.lock_level;
         self.lock_level = level;
+        if level == LOCK_NONE {
+            self.read.forget_trust();
+        }
+        if level == LOCK_EXCLUSIVE && previous == LOCK_RESERVED {
+            self.repair_if_pending(io, warn);
+        }
     }
 
     /// The answer to `PRAGMA meta_double_write`.
@@ -143,6 +171,10 @@ impl Monitor {
         match &self.protection {
             Protection::On(_) => match &self.last_event {
                 Some(e) => format!("enabled ({e})"),
+                None if self.readonly => {
+                    "enabled (read-only connection: damaged pages are served from the copy, not repaired)"
+                        .into()
+                }
                 None => "enabled".into(),
             },
             Protection::Off { reason: None } if self.readonly => {
@@ -213,6 +245,9 @@ impl Monitor {
     /// A commit boundary: brings the copy up to date if anything protected
     /// changed. Never fails; problems turn protection off.
     pub fn commit_boundary(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        if self.readonly {
+            return;
+        }
         if !self.is_protected() {
             if self.page1_written && !self.readonly {
                 self.page1_written = false;

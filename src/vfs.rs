@@ -278,7 +278,16 @@ unsafe extern "C" fn shim_read(
     guarded(ffi::SQLITE_IOERR_READ, || {
         // SAFETY: file is an open ShimFile (SQLite only calls methods on open files).
         let db = unsafe { open_db(file) };
-        real_call!(db.real(), xRead, buf, amt, off)
+        let rc = real_call!(db.real(), xRead, buf, amt, off);
+        if rc == ffi::SQLITE_OK && db.monitor.is_protected() && amt > 0 {
+            // SAFETY: on success xRead filled all `amt` bytes of `buf`,
+            // which SQLite owns for the duration of this call.
+            let data = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, amt as usize) };
+            let mut io = db.io();
+            db.monitor
+                .on_read(&mut io, off as u64, data, &mut log_warning);
+        }
+        rc
     })
 }
 
@@ -338,7 +347,8 @@ unsafe extern "C" fn shim_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_
         let db = unsafe { open_db(file) };
         let rc = real_call!(db.real(), xLock, level);
         if rc == ffi::SQLITE_OK {
-            db.monitor.set_lock_level(level);
+            let mut io = db.io();
+            db.monitor.set_lock_level(&mut io, level, &mut log_warning);
         }
         rc
     })
@@ -355,7 +365,8 @@ unsafe extern "C" fn shim_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> 
         }
         let rc = real_call!(db.real(), xUnlock, level);
         if rc == ffi::SQLITE_OK {
-            db.monitor.set_lock_level(level);
+            let mut io = db.io();
+            db.monitor.set_lock_level(&mut io, level, &mut log_warning);
         }
         rc
     })
@@ -512,7 +523,16 @@ unsafe extern "C" fn shim_shm_lock(
             let mut io = db.io();
             db.monitor.commit_boundary(&mut io, &mut log_warning);
         }
-        real_call!(db.real(), xShmLock, offset, n, flags)
+        let rc = real_call!(db.real(), xShmLock, offset, n, flags);
+        let took_checkpoint = rc == ffi::SQLITE_OK
+            && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE)
+            && offset <= WAL_CKPT_LOCK
+            && WAL_CKPT_LOCK < offset + n;
+        if took_checkpoint {
+            let mut io = db.io();
+            db.monitor.checkpoint_started(&mut io, &mut log_warning);
+        }
+        rc
     })
 }
 
@@ -547,7 +567,22 @@ unsafe extern "C" fn shim_fetch(
     guarded(ffi::SQLITE_IOERR_MMAP, || {
         // SAFETY: file is an open ShimFile (version 3).
         let db = unsafe { open_db(file) };
-        real_call!(db.real(), xFetch, off, amt, out)
+        let rc = real_call!(db.real(), xFetch, off, amt, out);
+        // SAFETY: `out` is SQLite's result slot; on success it is NULL or
+        // points at `amt` mapped bytes of the file.
+        let page = unsafe { *out };
+        if rc == ffi::SQLITE_OK && !page.is_null() && db.monitor.is_protected() {
+            // SAFETY: as above; the mapping stays valid until xUnfetch.
+            let data = unsafe { std::slice::from_raw_parts(page as *const u8, amt as usize) };
+            if db.monitor.fetch_is_suspicious(off as u64, data) {
+                // Decline the mapping: SQLite falls back to xRead, which
+                // can hand it the copy's image instead.
+                real_call!(db.real(), xUnfetch, off, page);
+                // SAFETY: `out` is SQLite's result slot.
+                unsafe { *out = ptr::null_mut() };
+            }
+        }
+        rc
     })
 }
 

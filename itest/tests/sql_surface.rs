@@ -95,21 +95,35 @@ fn recover_an_attached_database() {
     assert_same_content(&expected, &content(&conn).unwrap(), "aux");
 }
 
+/// A read-only connection never writes: it serves the copy in place of
+/// damaged pages, but neither repairs the file nor restores on request.
 #[test]
-fn read_only_connections_neither_protect_nor_restore() {
+fn read_only_connections_heal_reads_but_never_write() {
     let dir = TestDir::new("surface-ro");
     let db = dir.join("s.db");
-    make_protected(&db, "delete", 2);
+    let expected = make_protected(&db, "delete", 2);
     load_extension();
     let ro = rusqlite::Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    assert_eq!(dwr_status(&ro), "disabled (read-only connection)");
+    assert_eq!(
+        dwr_status(&ro),
+        "enabled (read-only connection: damaged pages are served from the copy, not repaired)"
+    );
     schema_dump(&ro).unwrap();
     damage_pages(&db, &[1], Damage::Zero, &mut Rng::new(4));
     let before = std::fs::read(&db).unwrap();
     let err = meta_recover(&ro).unwrap_err();
     assert!(err.starts_with("meta_recover: "), "{err}");
     assert!(err.contains("read-only"), "{err}");
-    assert_eq!(std::fs::read(&db).unwrap(), before);
+    drop(ro);
+    let ro = rusqlite::Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    assert_same_content(&expected, &content(&ro).unwrap(), "read-only, healed reads");
+    assert!(dwr_status(&ro).starts_with("enabled (recovered: healed page 1 "));
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "a read-only connection wrote"
+    );
+    assert!(!sidecar(&db, "-dwr-quarantine").exists());
 }
 
 /// The plainest use: a program opens its database, finds it damaged and
@@ -122,9 +136,13 @@ fn meta_recover_on_a_connection_opened_after_the_damage() {
     let original = std::fs::read(&db).unwrap();
     damage_pages(&db, &[1], Damage::Zero, &mut Rng::new(6));
     let conn = open(&db);
-    let report = pragma_meta_recover(&conn).unwrap_or_else(|e| {
+    // The header read at open already heals page 1; the pragma then has
+    // nothing left to do and the status carries the repair report.
+    let healed = healed_report(&conn);
+    let answer = pragma_meta_recover(&conn).unwrap_or_else(|e| {
         panic!("PRAGMA meta_recover on a connection opened after the damage: {e}")
     });
+    let report = restore_report(&answer, healed);
     assert_eq!(parse_restored(&report).pages, vec![1]);
     assert_file_matches(&db, &original, "restored");
     assert_same_content(&expected, &content(&conn).unwrap(), "restored");

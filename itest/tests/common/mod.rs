@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod churn;
+pub mod heal;
 pub mod schema;
 
 use rusqlite::{Connection, OpenFlags};
@@ -284,6 +285,30 @@ pub fn parse_restored(report: &str) -> Restored {
         .collect();
     assert_eq!(pages.len(), n, "page count and list disagree in {report:?}");
     Restored { pages, generation }
+}
+
+/// When a read through metadwr already healed the damage and repaired the
+/// file (at open, SQLite reads the header), `PRAGMA meta_double_write`
+/// reports it as `enabled (recovered: healed … on read; file repaired:
+/// restored N pages (…) from generation G)`. Returns that restore report.
+/// Query it before `PRAGMA meta_double_write=enabled`, which resets it.
+pub fn healed_report(conn: &Connection) -> Option<String> {
+    let status = query_msg(conn, "PRAGMA meta_double_write").ok()?;
+    let (_, report) = status.split_once("file repaired: ")?;
+    Some(report.strip_suffix(')').unwrap_or(report).to_string())
+}
+
+/// The restore report of a recovery, whichever way it happened: the answer
+/// of the explicit call when it restored, otherwise the repair that a
+/// healing read did before it (`healed`, from [`healed_report`]).
+pub fn restore_report(explicit: &str, healed: Option<String>) -> String {
+    if let Some(r) = explicit.strip_prefix("recovered: ") {
+        return r.to_string();
+    }
+    if explicit.starts_with("restored ") {
+        return explicit.to_string();
+    }
+    healed.unwrap_or_else(|| panic!("nothing was restored: the call answered {explicit:?}"))
 }
 
 /// Parses `nothing to restore: the database matches generation G`.
@@ -865,17 +890,15 @@ pub fn damage_and_recover(
         Via::LongLivedMetaRecover => {
             let conn = pre.unwrap();
             let r = meta_recover(&conn).unwrap_or_else(|e| panic!("meta_recover: {e}"));
-            (conn, r)
+            let healed = healed_report(&conn);
+            (conn, restore_report(&r, healed))
         }
         Via::Pragma => {
             let conn = open(db);
+            let healed = healed_report(&conn);
             let answer = query_msg(&conn, "PRAGMA meta_double_write=enabled")
                 .unwrap_or_else(|e| panic!("PRAGMA meta_double_write=enabled: {e}"));
-            let r = answer
-                .strip_prefix("recovered: ")
-                .unwrap_or_else(|| panic!("the pragma answered {answer:?}"))
-                .to_string();
-            (conn, r)
+            (conn, restore_report(&answer, healed))
         }
     };
     let restored = parse_restored(&report);

@@ -1,0 +1,315 @@
+//! Healing on the read path.
+//!
+//! Every read of a protected page passes through [`Monitor::on_read`] (and
+//! every memory-mapped fetch through [`Monitor::fetch_is_suspicious`]). The
+//! fast path only compares bytes already in memory: the page as read against
+//! the copy's image, and a structural check of the B-tree page. Reads add no
+//! system call.
+//!
+//! A read is *suspicious* when the page is structurally damaged, or when it
+//! differs from the copy although the copy claims to describe the current
+//! state of the file: page 1 with the copy's change counter, or any protected
+//! page while the last page 1 read matched the copy exactly ("trusted").
+//! Only then does the slow path run: re-read the `-dwr` in case another
+//! connection updated it, then ask the recovery planner, which applies the
+//! staleness rule against the file. If the planner restores this page, the
+//! reader gets the copy's image and the file is repaired as soon as an
+//! exclusive lock can be had; otherwise the damaged bytes are passed on as
+//! plain SQLite would, and the verdict is remembered so the slow path does
+//! not run again for the same bytes.
+
+use super::{Disk, Monitor, Protection, Warn, LOCK_EXCLUSIVE, LOCK_SHARED};
+use crate::dbfile::{self, DbHeader};
+use crate::format::crc32c;
+use crate::monitor::DbIo;
+use crate::recovery::{self, Plan};
+use std::collections::HashSet;
+
+/// Bytes of page 1 that SQLite reads at the start of every rollback-mode
+/// transaction: the change counter and the three fields after it.
+const COUNTER_OFFSET: u64 = 24;
+const COUNTER_LEN: usize = 16;
+
+#[derive(Default)]
+pub(super) struct ReadState {
+    /// The last page 1 SQLite read equals the copy's page 1, so the copy
+    /// describes the file and any other difference is damage.
+    trusted: bool,
+    /// The mirror could not be loaded (no valid generation); do not retry
+    /// on every read.
+    mirror_unavailable: bool,
+    /// (page, CRC-32C of the bytes) the planner declined to heal.
+    declined: HashSet<(u32, u32)>,
+    /// Pages were served from the copy and the file still holds the damage.
+    repair_pending: bool,
+}
+
+impl ReadState {
+    pub(super) fn forget_trust(&mut self) {
+        self.trusted = false;
+    }
+}
+
+/// What the fast path concluded about a read.
+enum Verdict {
+    Fine,
+    Suspicious(u32),
+}
+
+impl Monitor {
+    /// Called with the bytes of a successful read at `offset`; replaces a
+    /// damaged protected page with the copy when the copy provably belongs
+    /// to the file.
+    #[inline]
+    pub fn on_read(&mut self, io: &mut dyn DbIo, offset: u64, data: &mut [u8], warn: Warn) {
+        if !self.is_protected() {
+            return;
+        }
+        if let Verdict::Suspicious(pgno) = self.classify(offset, data) {
+            self.heal(io, pgno, offset, data, warn);
+        }
+    }
+
+    /// For a memory-mapped fetch: true when the page must instead be read
+    /// with xRead (which heals); the caller then declines the mapping.
+    #[inline]
+    pub fn fetch_is_suspicious(&mut self, offset: u64, data: &[u8]) -> bool {
+        self.is_protected() && matches!(self.classify(offset, data), Verdict::Suspicious(_))
+    }
+
+    fn classify(&mut self, offset: u64, data: &[u8]) -> Verdict {
+        if offset == COUNTER_OFFSET && data.len() == COUNTER_LEN {
+            if let Some(copy) = self.ensure_mirror().and_then(|s| s.mirror_page(1)) {
+                self.read.trusted = copy[24..40] == *data;
+            }
+            return Verdict::Fine;
+        }
+        if offset == 0 && data.len() >= 100 {
+            return self.classify_page1(data);
+        }
+        let ps = self.page_size as usize;
+        if ps == 0 || data.len() != ps || !offset.is_multiple_of(ps as u64) {
+            return Verdict::Fine;
+        }
+        let pgno = (offset / ps as u64 + 1) as u32;
+        if !self.protected.contains(&pgno) {
+            return Verdict::Fine;
+        }
+        let trusted = self.read.trusted;
+        let Some(copy) = self.store_ref().and_then(|s| s.mirror_page(pgno)) else {
+            return Verdict::Fine;
+        };
+        if copy == data {
+            return Verdict::Fine;
+        }
+        // Overflow pages have no structure to check; interior and leaf
+        // pages of the schema tree do.
+        let btree_copy = matches!(copy[0], 0x05 | 0x0d);
+        let usable = self.usable_size();
+        let broken = btree_copy && dbfile::check_btree_page(pgno, data, usable, u32::MAX).is_err();
+        if (broken || trusted) && !self.read.declined.contains(&(pgno, crc32c(data))) {
+            Verdict::Suspicious(pgno)
+        } else {
+            Verdict::Fine
+        }
+    }
+
+    fn classify_page1(&mut self, data: &[u8]) -> Verdict {
+        let Some(copy) = self.ensure_mirror().and_then(|s| s.mirror_page(1)) else {
+            return Verdict::Fine;
+        };
+        let n = data.len().min(copy.len());
+        if data[..n] == copy[..n] {
+            if n == copy.len() {
+                self.read.trusted = true;
+            }
+            return Verdict::Fine;
+        }
+        let counter = |p: &[u8]| u32::from_be_bytes(p[24..28].try_into().unwrap());
+        let valid_for = |p: &[u8]| u32::from_be_bytes(p[92..96].try_into().unwrap());
+        let broken = match DbHeader::parse(data) {
+            Err(_) => true,
+            Ok(h) => {
+                n == copy.len()
+                    && dbfile::check_btree_page(1, data, h.usable_size(), u32::MAX).is_err()
+            }
+        };
+        // A legitimate writer moves the change counter and sets the
+        // version-valid-for number to it. Bytes that differ from the copy
+        // under the copy's own counter, or a counter that disagrees with
+        // its valid-for number, are damage SQLite itself may not notice.
+        let same_state_claimed = counter(data) == counter(copy)
+            || (valid_for(data) == counter(copy) && counter(data) != valid_for(data));
+        self.read.trusted = false;
+        if (broken || same_state_claimed) && !self.read.declined.contains(&(1, crc32c(data))) {
+            Verdict::Suspicious(1)
+        } else {
+            Verdict::Fine
+        }
+    }
+
+    fn store_ref(&self) -> Option<&crate::store::Store> {
+        match &self.protection {
+            Protection::On(s) => Some(s),
+            Protection::Off { .. } => None,
+        }
+    }
+
+    fn usable_size(&self) -> u32 {
+        let reserved = self
+            .store_ref()
+            .and_then(|s| s.mirror_page(1))
+            .map_or(0, |p| p[20] as u32);
+        self.page_size - reserved
+    }
+
+    /// Loads the copy into memory the first time a read needs it (once per
+    /// connection), and learns the page size and protected pages from it.
+    fn ensure_mirror(&mut self) -> Option<&crate::store::Store> {
+        let Protection::On(store) = &mut self.protection else {
+            return None;
+        };
+        if store.mirror_generation().is_none() && !self.read.mirror_unavailable {
+            if store.refresh().is_err() || store.mirror_generation().is_none() {
+                self.read.mirror_unavailable = true;
+            }
+            self.adopt_mirror_geometry();
+        }
+        self.store_ref()
+    }
+
+    /// Takes page size and the protected set from the mirror when this
+    /// connection has not taken a snapshot itself.
+    fn adopt_mirror_geometry(&mut self) {
+        let Protection::On(store) = &self.protection else {
+            return;
+        };
+        if let Some(h) = store.mirror_header() {
+            if self.page_size != h.page_size || !self.dirty {
+                self.page_size = h.page_size;
+                self.protected = store.mirror_pages().collect();
+            }
+        }
+    }
+
+    /// The slow path: decide with the planner and serve the copy's image.
+    fn heal(&mut self, io: &mut dyn DbIo, pgno: u32, offset: u64, data: &mut [u8], warn: Warn) {
+        let crc = crc32c(data);
+        let Protection::On(store) = &mut self.protection else {
+            return;
+        };
+        // Another connection may have updated the copy since it was loaded.
+        if store.refresh().is_ok() {
+            if let Some(copy) = store.mirror_page(pgno) {
+                let start = if pgno == 1 { offset as usize } else { 0 };
+                if copy.get(start..start + data.len()) == Some(&*data) {
+                    self.adopt_mirror_geometry();
+                    return;
+                }
+            }
+        }
+        let Protection::On(store) = &mut self.protection else {
+            return;
+        };
+        let scan = match store.scan() {
+            Ok(scan) => scan,
+            Err(_) => return,
+        };
+        let db_path = self.db_path.clone();
+        let plan = recovery::plan(&scan.generations, &mut Disk { io, path: &db_path });
+        match plan {
+            Plan::Restore { generation, pages } if pages.contains(&pgno) => {
+                let g = scan
+                    .generations
+                    .iter()
+                    .find(|g| g.header.generation == generation)
+                    .expect("the plan names a scanned generation");
+                let image = g.page(pgno).expect("a restored page is in its generation");
+                let start = if pgno == 1 { offset as usize } else { 0 };
+                data.copy_from_slice(&image[start..start + data.len()]);
+                let list = page_list(&pages);
+                warn(&format!(
+                    "metadwr: {}: damaged page{} {list} served from the copy (generation {generation})",
+                    self.db_path.display(),
+                    if pages.len() == 1 { "" } else { "s" },
+                ));
+                self.last_event = Some(format!(
+                    "recovered: healed page{} {list} from generation {generation} on read",
+                    if pages.len() == 1 { "" } else { "s" },
+                ));
+                self.read.repair_pending = true;
+                if pgno == 1 {
+                    self.read.trusted = data.len() == image.len();
+                }
+                self.try_repair_now(io, warn);
+            }
+            Plan::Refuse(why) => {
+                if !matches!(&self.last_event, Some(e) if e.starts_with("stale: ")) {
+                    warn(&format!(
+                        "metadwr: {}: page {pgno} is damaged but the copy cannot be used: {why}",
+                        self.db_path.display()
+                    ));
+                }
+                self.last_event = Some(format!("stale: {why}"));
+                self.read.declined.insert((pgno, crc));
+            }
+            _ => {
+                self.read.declined.insert((pgno, crc));
+            }
+        }
+    }
+
+    /// Repairs the file now if an exclusive lock can be had without
+    /// waiting; otherwise the repair waits for SQLite's next write lock.
+    fn try_repair_now(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        if self.readonly {
+            self.read.repair_pending = false;
+            return;
+        }
+        let held = self.lock_level;
+        if held == LOCK_EXCLUSIVE {
+            self.repair_if_pending(io, warn);
+        } else if held <= LOCK_SHARED && super::escalate(io, held).is_ok() {
+            self.repair_if_pending(io, warn);
+            let _ = io.unlock(held);
+        }
+    }
+
+    /// Writes the copy over the damaged pages (re-planned under the lock the
+    /// caller holds: exclusive, or the WAL checkpoint lock).
+    pub(super) fn repair_if_pending(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        if !self.read.repair_pending || self.readonly {
+            return;
+        }
+        self.read.repair_pending = false;
+        let healed = self.last_event.clone();
+        match self.recover_exclusive(io, warn) {
+            Ok(report) => {
+                self.last_event = Some(match healed {
+                    Some(h) if h.starts_with("recovered: healed") => {
+                        format!("{h}; file repaired: {report}")
+                    }
+                    _ => format!("recovered: {report}"),
+                });
+            }
+            Err(e) => warn(&format!(
+                "metadwr: {}: could not repair the file: {e}",
+                self.db_path.display()
+            )),
+        }
+    }
+
+    /// The WAL checkpoint lock was taken: the checkpointer is the only
+    /// writer of the database file, so a pending repair can run.
+    pub fn checkpoint_started(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        self.repair_if_pending(io, warn);
+    }
+}
+
+fn page_list(pages: &[u32]) -> String {
+    pages
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
