@@ -358,8 +358,17 @@ impl Monitor {
         self.protected = snap.pages.iter().map(|(p, _)| *p).collect();
         self.written.clear();
         self.dirty = false;
+        if self.is_stale() {
+            // The copy describes the file again.
+            self.last_event = None;
+        }
+        self.read.copy_refreshed();
         self.schema_touched = false;
         Ok(())
+    }
+
+    fn is_stale(&self) -> bool {
+        matches!(&self.last_event, Some(e) if e.starts_with("stale: "))
     }
 
     /// A schema page this connection did not write, which differs from the
@@ -370,7 +379,8 @@ impl Monitor {
         let Protection::On(store) = &self.protection else {
             return Vec::new();
         };
-        if store.mirror_header().map(|h| h.page_size) != Some(snap.page_size) {
+        if store.mirror_header().map(|h| h.page_size) != Some(snap.page_size) || self.is_stale() {
+            // A stale copy is no authority on pages someone else wrote.
             return Vec::new();
         }
         let mut kept = Vec::new();

@@ -48,6 +48,12 @@ impl ReadState {
     pub(super) fn forget_trust(&mut self) {
         self.trusted = false;
     }
+
+    /// A new generation was written: earlier verdicts were about the old one.
+    pub(super) fn copy_refreshed(&mut self) {
+        self.declined.clear();
+        self.mirror_unavailable = false;
+    }
 }
 
 /// What the fast path concluded about a read.
