@@ -423,10 +423,26 @@ impl Store {
         }
         let incremental = matches!(&self.mirror, Some(m) if m.header.page_size == snap.page_size);
         let before = self.stats.generations_written;
-        let generation = if incremental {
-            self.write_incremental(snap)?
+        let len_before = self.file.metadata()?.len();
+        let written = if incremental {
+            self.write_incremental(snap)
         } else {
-            self.write_full(snap)?
+            self.write_full(snap)
+        };
+        let generation = match written {
+            Ok(g) => g,
+            Err(e) => {
+                // Give back what a failed update appended: on a full disk
+                // those bytes would fail the user's next write. The current
+                // generation lies within the old length, so it stays intact.
+                if let Ok(m) = self.file.metadata() {
+                    if m.len() > len_before {
+                        let _ = self.file.set_len(len_before);
+                    }
+                }
+                self.mirror = None;
+                return Err(e);
+            }
         };
         if self.stats.generations_written != before {
             self.after_update()?;
