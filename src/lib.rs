@@ -12,6 +12,7 @@
 //! * [`dbfile`]: a small reader for SQLite's own file format.
 
 pub mod dbfile;
+pub mod dwrfile;
 pub mod format;
 pub mod monitor;
 pub mod recovery;

@@ -14,6 +14,7 @@
 //! SQLite.
 
 use crate::dbfile::{self, DbHeader};
+use crate::dwrfile::{DwrOpener, OpenMode};
 use crate::format::{Fingerprint, FLAG_WAL};
 use crate::recovery::{self, DiskPages, Plan};
 use crate::store::{Snapshot, Store, SyncPolicy};
@@ -21,6 +22,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// SQLite lock levels, as passed to xLock/xUnlock.
 pub const LOCK_NONE: i32 = 0;
@@ -60,6 +62,8 @@ mod heal;
 /// Per-file state.
 pub struct Monitor {
     db_path: PathBuf,
+    /// Opens the `-dwr` (through the base VFS in the extension).
+    opener: Arc<dyn DwrOpener>,
     dwr_path: PathBuf,
     readonly: bool,
     policy: SyncPolicy,
@@ -93,10 +97,17 @@ pub enum Enabled {
 }
 
 impl Monitor {
-    pub fn new(db_path: &Path, readonly: bool, policy: SyncPolicy, force_enable: bool) -> Monitor {
+    pub fn new(
+        db_path: &Path,
+        readonly: bool,
+        policy: SyncPolicy,
+        force_enable: bool,
+        opener: Arc<dyn DwrOpener>,
+    ) -> Monitor {
         let dwr_path = dwr_path_for(db_path);
         let mut m = Monitor {
             db_path: db_path.to_owned(),
+            opener,
             dwr_path,
             readonly,
             policy,
@@ -115,7 +126,7 @@ impl Monitor {
         if readonly && exists {
             // A read-only connection cannot keep the copy current or repair
             // the file, but it can serve the copy in place of damaged pages.
-            match Store::open_read_only(&m.dwr_path, policy) {
+            match m.open_store(OpenMode::ReadOnly) {
                 Ok(store) => m.protection = Protection::On(Box::new(store)),
                 Err(e) => {
                     m.protection = Protection::Off {
@@ -128,7 +139,7 @@ impl Monitor {
             // Protection persists through the file: an existing -dwr means
             // this database is protected. The first commit boundary takes
             // the first snapshot if the file has none yet.
-            match Store::open(&m.dwr_path, true, policy) {
+            match m.open_store(OpenMode::Create) {
                 Ok(store) => {
                     // No refresh until this connection writes: a reader
                     // must never copy a damaged file over a good copy.
@@ -142,6 +153,10 @@ impl Monitor {
             }
         }
         m
+    }
+
+    fn open_store(&self, mode: OpenMode) -> std::io::Result<Store> {
+        Store::open_with(&*self.opener, &self.dwr_path, mode, self.policy)
     }
 
     pub fn is_protected(&self) -> bool {
@@ -268,7 +283,7 @@ impl Monitor {
     /// protected: join in, so the copy stays current whoever writes.
     fn adopt_foreign_enable(&mut self, io: &mut dyn DbIo, warn: Warn) {
         if matches!(self.protection, Protection::Off { reason: None }) && self.dwr_path.exists() {
-            if let Ok(store) = Store::open(&self.dwr_path, false, self.policy) {
+            if let Ok(store) = self.open_store(OpenMode::ReadWrite) {
                 self.protection = Protection::On(Box::new(store));
                 self.dirty = true;
                 self.schema_touched = true;
@@ -430,7 +445,8 @@ impl Monitor {
 
     fn enable_inner(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<Enabled, String> {
         if !self.is_protected() {
-            let store = Store::open(&self.dwr_path, true, self.policy)
+            let store = self
+                .open_store(OpenMode::Create)
                 .map_err(|e| format!("cannot create {}: {e}", self.dwr_path.display()))?;
             self.protection = Protection::On(Box::new(store));
         }
@@ -478,7 +494,8 @@ impl Monitor {
                     self.dwr_path.display()
                 ));
             }
-            let store = Store::open(&self.dwr_path, false, self.policy)
+            let store = self
+                .open_store(OpenMode::ReadWrite)
                 .map_err(|e| format!("cannot open {}: {e}", self.dwr_path.display()))?;
             self.protection = Protection::On(Box::new(store));
         }

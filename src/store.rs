@@ -11,14 +11,13 @@
 //! re-reads the two header slots and reloads the mirror if another
 //! connection wrote a newer generation.
 
+use crate::dwrfile::{DwrFile, DwrOpener, OpenMode, StdOpener};
 use crate::format::{
     self, header_offset, slot_offset, slot_size, DecodeError, Digest, Fingerprint, Header, Trailer,
     FIRST_DATA_OFFSET, HEADER_SIZE, HEADER_STRIDE, SLOT_TRAILER_SIZE,
 };
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -124,7 +123,7 @@ struct Mirror {
 
 /// An open `-dwr` file.
 pub struct Store {
-    file: File,
+    file: Box<dyn DwrFile>,
     path: PathBuf,
     mirror: Option<Mirror>,
     policy: SyncPolicy,
@@ -156,42 +155,31 @@ impl From<io::Error> for StoreError {
 }
 
 impl Store {
-    /// Opens (and with `create`, creates) the `-dwr` at `path`. Symlinks are
-    /// refused: the copy must live next to the database it protects.
+    /// Opens (and with `create`, creates) the `-dwr` at `path` as a plain
+    /// file. Symlinks are refused: the copy must live next to its database.
     pub fn open(path: &Path, create: bool, policy: SyncPolicy) -> io::Result<Store> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .custom_flags(libc_o_nofollow() | libc_o_cloexec())
-            .mode(0o644)
-            .open(path)?;
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        Ok(Store {
-            file,
-            path: path.to_owned(),
-            mirror: None,
-            policy,
-            updates_since_sync: 0,
-            last_sync: Instant::now(),
-            stats: Stats::default(),
-        })
+        let mode = if create {
+            OpenMode::Create
+        } else {
+            OpenMode::ReadWrite
+        };
+        Store::open_with(&StdOpener, path, mode, policy)
     }
 
     /// Opens an existing `-dwr` for reading only (inspection tools).
     pub fn open_read_only(path: &Path, policy: SyncPolicy) -> io::Result<Store> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_o_nofollow() | libc_o_cloexec())
-            .open(path)?;
+        Store::open_with(&StdOpener, path, OpenMode::ReadOnly, policy)
+    }
+
+    /// Opens the `-dwr` through `opener` (in the extension: the base VFS).
+    pub fn open_with(
+        opener: &dyn DwrOpener,
+        path: &Path,
+        mode: OpenMode,
+        policy: SyncPolicy,
+    ) -> io::Result<Store> {
         Ok(Store {
-            file,
+            file: opener.open(path, mode)?,
             path: path.to_owned(),
             mirror: None,
             policy,
@@ -220,8 +208,7 @@ impl Store {
     /// True while the file still has a name (another connection may have
     /// disabled protection and removed it).
     pub fn is_linked(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        self.file.metadata().map(|m| m.nlink() > 0).unwrap_or(false)
+        self.file.is_linked()
     }
 
     /// Generation number the mirror holds, if any.
@@ -253,7 +240,7 @@ impl Store {
     /// header checksum is valid (not yet checked against its slots).
     fn newest_header_generation(&self) -> io::Result<Option<u64>> {
         let mut buf = vec![0u8; (2 * HEADER_STRIDE) as usize];
-        let n = read_up_to(&self.file, &mut buf, 0)?;
+        let n = self.file.read_at(&mut buf, 0)?;
         let mut best = None;
         for which in 0..2u64 {
             let start = header_offset(which) as usize;
@@ -307,7 +294,7 @@ impl Store {
 
     /// Reads and verifies everything in the file.
     pub fn scan(&self) -> io::Result<Scan> {
-        let len = self.file.metadata()?.len();
+        let len = self.file.len()?;
         let mut scan = Scan::default();
         let mut headers = Vec::new();
         let mut hbuf = [0u8; HEADER_SIZE];
@@ -423,7 +410,7 @@ impl Store {
         }
         let incremental = matches!(&self.mirror, Some(m) if m.header.page_size == snap.page_size);
         let before = self.stats.generations_written;
-        let len_before = self.file.metadata()?.len();
+        let len_before = self.file.len()?;
         let written = if incremental {
             self.write_incremental(snap)
         } else {
@@ -435,10 +422,8 @@ impl Store {
                 // Give back what a failed update appended: on a full disk
                 // those bytes would fail the user's next write. The current
                 // generation lies within the old length, so it stays intact.
-                if let Ok(m) = self.file.metadata() {
-                    if m.len() > len_before {
-                        let _ = self.file.set_len(len_before);
-                    }
+                if matches!(self.file.len(), Ok(len) if len > len_before) {
+                    let _ = self.file.set_len(len_before);
                 }
                 self.mirror = None;
                 return Err(e);
@@ -565,7 +550,7 @@ impl Store {
     }
 
     fn write_full(&mut self, snap: &Snapshot) -> Result<u64, StoreError> {
-        let len = self.file.metadata()?.len();
+        let len = self.file.len()?;
         // Scan when there is no mirror, so a valid generation already in the
         // file is neither overwritten nor outnumbered.
         let (keep_region, max_seen) = match &self.mirror {
@@ -655,7 +640,7 @@ impl Store {
 
     /// fsyncs the `-dwr` now.
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
+        self.file.sync()?;
         self.stats.fsyncs += 1;
         self.updates_since_sync = 0;
         self.last_sync = Instant::now();
@@ -707,27 +692,6 @@ fn assign_indexes(current: &[u32], snap: &Snapshot) -> Vec<usize> {
 
 fn round_up(v: u64, to: u64) -> u64 {
     v.div_ceil(to) * to
-}
-
-fn read_up_to(file: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], off + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
-fn libc_o_nofollow() -> i32 {
-    0o400000 // O_NOFOLLOW on Linux
-}
-
-fn libc_o_cloexec() -> i32 {
-    0o2000000 // O_CLOEXEC on Linux
 }
 
 /// Re-exported for the recovery module's checks.

@@ -15,14 +15,17 @@
 //! This is the only module besides `sql.rs` and `lib.rs` with `unsafe`
 //! code. Every callback catches panics: nothing unwinds into SQLite.
 
+use crate::dwrfile::{DwrFile, DwrOpener, OpenMode};
 use crate::monitor::{DbIo, Monitor, Rc};
 use crate::store::SyncPolicy;
 use libsqlite3_sys as ffi;
 use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::ptr;
+use std::sync::Arc;
 
 /// Name under which the VFS is registered.
 pub const VFS_NAME: &CStr = c"metadwr";
@@ -68,9 +71,10 @@ struct RealIo(*mut ffi::sqlite3_file);
 macro_rules! real_call {
     ($file:expr, $method:ident $(, $arg:expr)*) => {{
         let f = $file;
-        // SAFETY: `f` is an open unix file owned by an OpenDb; its pMethods
-        // table is valid until xClose, and every method used here exists in
-        // io_methods version 1, which every unix file provides.
+        // SAFETY: `f` is an open file of the base VFS, owned by an OpenDb
+        // or a VfsDwrFile; its pMethods table is valid until xClose, and
+        // every method used here exists in io_methods version 1, which
+        // every file provides.
         unsafe {
             match (*(*f).pMethods).$method {
                 Some(m) => m(f $(, $arg)*),
@@ -125,6 +129,175 @@ impl DbIo for RealIo {
 
     fn unlock(&mut self, level: i32) -> Result<(), Rc> {
         check(real_call!(self.0, xUnlock, level))
+    }
+}
+
+/// Opens `-dwr` files through the base VFS, so that whatever sits under
+/// metadwr (a test VFS that injects faults, say) sees them too.
+struct VfsOpener {
+    base: *mut ffi::sqlite3_vfs,
+}
+
+// SAFETY: a registered VFS object lives until the process exits, and SQLite
+// requires its methods to be callable from any thread.
+unsafe impl Send for VfsOpener {}
+unsafe impl Sync for VfsOpener {}
+
+/// Asks the file not to be opened through a symbolic link (SQLite 3.31+).
+const SQLITE_OPEN_NOFOLLOW: c_int = 0x0100_0000;
+
+fn vfs_error(what: &str, rc: c_int) -> std::io::Error {
+    let kind = match rc & 0xff {
+        ffi::SQLITE_FULL => std::io::ErrorKind::StorageFull,
+        ffi::SQLITE_CANTOPEN => std::io::ErrorKind::NotFound,
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, format!("{what} failed (SQLite error {rc})"))
+}
+
+impl DwrOpener for VfsOpener {
+    fn open(&self, path: &std::path::Path, mode: OpenMode) -> std::io::Result<Box<dyn DwrFile>> {
+        // A journal-type open: unix then creates the file with the
+        // database's permissions and syncs the directory on first sync.
+        let flags = ffi::SQLITE_OPEN_MAIN_JOURNAL
+            | SQLITE_OPEN_NOFOLLOW
+            | match mode {
+                OpenMode::ReadOnly => ffi::SQLITE_OPEN_READONLY,
+                OpenMode::ReadWrite => ffi::SQLITE_OPEN_READWRITE,
+                OpenMode::Create => ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE,
+            };
+        if mode != OpenMode::Create || path.exists() {
+            let meta = std::fs::symlink_metadata(path)?;
+            if !meta.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file",
+                ));
+            }
+        }
+        let name = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+        // SAFETY: base is a live VFS (see VfsOpener); reading szOsFile.
+        let words = (unsafe { (*self.base).szOsFile } as usize).div_ceil(8);
+        let mut storage = vec![0u64; words.max(1)].into_boxed_slice();
+        let file: *mut ffi::sqlite3_file = storage.as_mut_ptr().cast();
+        let mut out = 0;
+        // SAFETY: `storage` has szOsFile bytes, 8-byte aligned; `name`
+        // outlives the open file (unix keeps the pointer), being moved into
+        // the VfsDwrFile with it.
+        let rc =
+            unsafe { (*self.base).xOpen.unwrap()(self.base, name.as_ptr(), file, flags, &mut out) };
+        if rc != ffi::SQLITE_OK {
+            // SAFETY: as in shim_open, a failed open may leave a closable file.
+            unsafe {
+                if !(*file).pMethods.is_null() {
+                    (*(*file).pMethods).xClose.unwrap()(file);
+                }
+            }
+            return Err(vfs_error("opening the -dwr", rc));
+        }
+        let identity = std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+        Ok(Box::new(VfsDwrFile {
+            storage,
+            _name: name,
+            path: path.to_owned(),
+            identity,
+        }))
+    }
+}
+
+/// A `-dwr` opened through the base VFS.
+struct VfsDwrFile {
+    storage: Box<[u64]>,
+    /// The path as the VFS saw it; unix keeps a pointer to it.
+    _name: CString,
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+// SAFETY: the file is used by one connection at a time (SQLite serialises
+// access to the database file that owns it).
+unsafe impl Send for VfsDwrFile {}
+
+impl VfsDwrFile {
+    fn file(&self) -> *mut ffi::sqlite3_file {
+        self.storage.as_ptr() as *mut ffi::sqlite3_file
+    }
+}
+
+impl DwrFile for VfsDwrFile {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+        let len = self.len()?;
+        let n = (len.saturating_sub(off)).min(buf.len() as u64) as usize;
+        if n > 0 {
+            let rc = real_call!(
+                self.file(),
+                xRead,
+                buf.as_mut_ptr().cast(),
+                n as c_int,
+                off as i64
+            );
+            if rc != ffi::SQLITE_OK {
+                return Err(vfs_error("reading the -dwr", rc));
+            }
+        }
+        Ok(n)
+    }
+
+    fn write_all_at(&self, buf: &[u8], off: u64) -> std::io::Result<()> {
+        let rc = real_call!(
+            self.file(),
+            xWrite,
+            buf.as_ptr().cast(),
+            buf.len() as c_int,
+            off as i64
+        );
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(vfs_error("writing the -dwr", rc))
+        }
+    }
+
+    fn len(&self) -> std::io::Result<u64> {
+        let mut size: i64 = 0;
+        let rc = real_call!(self.file(), xFileSize, &mut size);
+        if rc == ffi::SQLITE_OK {
+            Ok(size as u64)
+        } else {
+            Err(vfs_error("sizing the -dwr", rc))
+        }
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        let rc = real_call!(self.file(), xTruncate, len as i64);
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(vfs_error("truncating the -dwr", rc))
+        }
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        let rc = real_call!(self.file(), xSync, ffi::SQLITE_SYNC_NORMAL);
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(vfs_error("syncing the -dwr", rc))
+        }
+    }
+
+    fn is_linked(&self) -> bool {
+        let now = std::fs::symlink_metadata(&self.path)
+            .map(|m| (m.dev(), m.ino()))
+            .ok();
+        now.is_some() && now == self.identity
+    }
+}
+
+impl Drop for VfsDwrFile {
+    fn drop(&mut self) {
+        let _ = real_call!(self.file(), xClose);
     }
 }
 
@@ -214,21 +387,19 @@ unsafe extern "C" fn shim_open(
         } else {
             out_flags
         };
-        let mut db = Box::new(OpenDb {
-            real: vec![0u64; words.max(1)].into_boxed_slice(),
-            monitor: Monitor::new(&path, true, SyncPolicy::Periodic, false),
-        });
-        // SAFETY: db.real has room for a unix file; SQLite's contract for
+        let mut real = vec![0u64; words.max(1)].into_boxed_slice();
+        let real_file: *mut ffi::sqlite3_file = real.as_mut_ptr().cast();
+        // SAFETY: `real` has room for a base-VFS file; SQLite's contract for
         // xOpen is that on failure pMethods is left NULL or set to a
         // closable table.
-        let rc = unsafe { base_open(base, z_name, db.real(), flags, out) };
+        let rc = unsafe { base_open(base, z_name, real_file, flags, out) };
         let shim = file as *mut ShimFile;
         if rc != ffi::SQLITE_OK {
             // SAFETY: a failed open may still have set pMethods (unix does
             // not, but the VFS contract allows it); close it if so.
             unsafe {
-                if !(*db.real()).pMethods.is_null() {
-                    (*(*db.real()).pMethods).xClose.unwrap()(db.real());
+                if !(*real_file).pMethods.is_null() {
+                    (*(*real_file).pMethods).xClose.unwrap()(real_file);
                 }
                 (*shim).base.pMethods = ptr::null();
             }
@@ -236,7 +407,15 @@ unsafe extern "C" fn shim_open(
         }
         // SAFETY: *out was written by the successful xOpen.
         let readonly = unsafe { *out } & ffi::SQLITE_OPEN_READONLY != 0;
-        db.monitor = Monitor::new(&path, readonly, policy_for(z_name), forced_by_environment());
+        let opener = Arc::new(VfsOpener { base });
+        let monitor = Monitor::new(
+            &path,
+            readonly,
+            policy_for(z_name),
+            forced_by_environment(),
+            opener,
+        );
+        let mut db = Box::new(OpenDb { real, monitor });
         // SAFETY: the real file is open, so its pMethods is valid.
         let version = unsafe { (*(*db.real()).pMethods).iVersion };
         // SAFETY: `file` has room for a ShimFile (szOsFile >= its size).
@@ -707,9 +886,16 @@ pub fn register() -> Result<(*mut ffi::sqlite3_vfs, bool), String> {
         if !existing.is_null() {
             return Ok((existing, false));
         }
-        let base = ffi::sqlite3_vfs_find(c"unix".as_ptr());
+        // METADWR_BASE_VFS names another VFS to wrap (tests put a
+        // fault-injecting VFS there); it must be registered first.
+        let base_name = std::env::var("METADWR_BASE_VFS").unwrap_or_else(|_| "unix".to_string());
+        let c_base =
+            CString::new(base_name.clone()).map_err(|_| "metadwr: bad METADWR_BASE_VFS")?;
+        let base = ffi::sqlite3_vfs_find(c_base.as_ptr());
         if base.is_null() {
-            return Err("metadwr: the unix VFS is not available".into());
+            return Err(format!(
+                "metadwr: the VFS '{base_name}' to wrap is not registered"
+            ));
         }
         let b = &*base;
         let vfs = Box::new(ffi::sqlite3_vfs {
