@@ -12,6 +12,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Positioned I/O on an open `-dwr`.
+#[allow(clippy::len_without_is_empty)] // a file length, not a collection
 pub trait DwrFile: Send {
     /// Reads up to `buf.len()` bytes at `off`; fewer only at end of file.
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize>;
