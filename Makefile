@@ -58,6 +58,10 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
+# Longer suites live in their own fragments: make compat, make torture,
+# make bench (see mk/).
+-include mk/*.mk
+
 clean:
 	$(CARGO) clean
 	rm -f $(SO)
