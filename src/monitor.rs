@@ -80,6 +80,15 @@ pub struct Monitor {
     schema_touched: bool,
     /// Protected pages this connection wrote since the last refresh.
     written: HashSet<u32>,
+    /// The last page 1 image SQLite wrote since the last refresh: a
+    /// snapshot takes it instead of reading the file again.
+    page1_image: Option<Vec<u8>>,
+    /// Freelist trunk pages of the last snapshot, and whether one of them
+    /// was written since (if not, its checksum is still valid).
+    freelist_trunks: Vec<u32>,
+    freelist_touched: bool,
+    /// `(st_dev, st_ino)` of the database file, taken once at open.
+    identity: (u64, u64),
     /// Page 1 was written at all (used to notice a `-dwr` another
     /// connection created while this one was unprotected).
     page1_written: bool,
@@ -117,6 +126,12 @@ impl Monitor {
             dirty: false,
             schema_touched: false,
             written: HashSet::new(),
+            page1_image: None,
+            freelist_trunks: Vec::new(),
+            freelist_touched: true,
+            identity: std::fs::metadata(db_path)
+                .map(|m| (m.dev(), m.ino()))
+                .unwrap_or((0, 0)),
             page1_written: false,
             lock_level: LOCK_NONE,
             last_event: None,
@@ -220,12 +235,19 @@ impl Monitor {
 
     /// Called after a successful write of `len` bytes at `offset`.
     #[inline]
-    pub fn note_write(&mut self, offset: u64, len: usize) {
+    pub fn note_write(&mut self, offset: u64, data: &[u8]) {
+        let len = data.len();
         if offset == 0 {
             self.page1_written = true;
         }
         if !self.is_protected() {
             return;
+        }
+        if offset == 0 && len >= 100 && dbfile::page_size_from_header(data) == Some(len as u32) {
+            match &mut self.page1_image {
+                Some(image) if image.len() == len => image.copy_from_slice(data),
+                _ => self.page1_image = Some(data.to_vec()),
+            }
         }
         if self.page_size == 0 {
             self.dirty = true;
@@ -244,6 +266,8 @@ impl Monitor {
                 self.dirty = true;
                 self.schema_touched = true;
                 self.written.insert(pgno);
+            } else if self.freelist_trunks.contains(&pgno) {
+                self.freelist_touched = true;
             }
         }
     }
@@ -254,6 +278,7 @@ impl Monitor {
         if self.is_protected() {
             self.dirty = true;
             self.schema_touched = true;
+            self.freelist_touched = true;
         }
     }
 
@@ -338,12 +363,34 @@ impl Monitor {
         let reuse = !self.schema_touched;
         let snapshot = match &self.protection {
             Protection::On(store) => {
-                take_snapshot(io, &self.db_path, if reuse { Some(&**store) } else { None })
+                let freelist = store.mirror_header().and_then(|h| {
+                    let fp = h.fingerprint;
+                    (!self.freelist_touched).then_some((
+                        fp.freelist_trunk,
+                        fp.freelist_count,
+                        fp.freelist_crc,
+                    ))
+                });
+                let hints = Hints {
+                    identity: self.identity,
+                    page1: self.page1_image.as_deref(),
+                    reuse: if reuse { Some(&**store) } else { None },
+                    freelist,
+                };
+                take_snapshot(io, hints)
             }
             Protection::Off { .. } => return Err("protection is off".into()),
         };
+        self.page1_image = None;
         let snapshot = match snapshot {
-            Ok(s) => s,
+            Ok(Some((s, trunks))) => {
+                if let Some(trunks) = trunks {
+                    self.freelist_trunks = trunks;
+                }
+                self.freelist_touched = false;
+                Some(s)
+            }
+            Ok(None) => None,
             Err(damage) => {
                 // The database itself is damaged: keep the copy as it is
                 // (it is what a restore needs) and stay protected.
@@ -512,6 +559,9 @@ impl Monitor {
     }
 
     fn recover_exclusive(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<String, String> {
+        // The restore writes page 1 itself; an image SQLite wrote earlier
+        // no longer describes the file.
+        self.page1_image = None;
         let db_path = self.db_path.clone();
         let store = self.store()?;
         let scan = store
@@ -675,32 +725,51 @@ fn read_page(io: &mut dyn DbIo, pgno: u32, ps: u32) -> std::io::Result<Vec<u8>> 
     Ok(buf)
 }
 
-/// Reads the protected pages as they are in the file now. With `reuse`, the
-/// schema tree is known not to have changed since the store's mirror, so
-/// only page 1 is read and the other images come from the mirror.
-fn take_snapshot(
-    io: &mut dyn DbIo,
-    db_path: &Path,
-    reuse: Option<&Store>,
-) -> Result<Option<Snapshot>, String> {
+/// What the monitor already knows, so that a snapshot need not read it
+/// again from the file.
+struct Hints<'a> {
+    /// `(st_dev, st_ino)` of the open database file.
+    identity: (u64, u64),
+    /// The page 1 image SQLite wrote in this transaction, if any.
+    page1: Option<&'a [u8]>,
+    /// The store, when no schema page other than page 1 was written: if page
+    /// 1's B-tree area and the schema cookie are unchanged too, the other
+    /// images come from its mirror.
+    reuse: Option<&'a Store>,
+    /// The mirror's `(trunk, count, checksum)` of the freelist, when no
+    /// trunk page was written since.
+    freelist: Option<(u32, u32, u32)>,
+}
+
+/// A snapshot and, when it walked the freelist, the trunk pages.
+type SnapshotAndTrunks = (Snapshot, Option<Vec<u32>>);
+
+/// Reads the protected pages as they are in the file now.
+fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<SnapshotAndTrunks>, String> {
     let size = io
         .size()
         .map_err(|rc| format!("cannot size the database (error {rc})"))?;
     if size < 100 {
         return Ok(None);
     }
-    let mut head = [0u8; 100];
-    io.read(&mut head, 0)
-        .map_err(|rc| format!("cannot read page 1 (error {rc})"))?;
-    let ps = dbfile::page_size_from_header(&head)
-        .ok_or("page 1 of the database is not valid; not copying it")?;
-    if size < ps as u64 {
-        return Ok(None);
-    }
-    let p1 = read_page(io, 1, ps).map_err(|e| e.to_string())?;
+    let p1 = match hints.page1 {
+        Some(p1) => p1.to_vec(),
+        None => {
+            let mut head = [0u8; 100];
+            io.read(&mut head, 0)
+                .map_err(|rc| format!("cannot read page 1 (error {rc})"))?;
+            let ps = dbfile::page_size_from_header(&head)
+                .ok_or("page 1 of the database is not valid; not copying it")?;
+            if size < ps as u64 {
+                return Ok(None);
+            }
+            read_page(io, 1, ps).map_err(|e| e.to_string())?
+        }
+    };
+    let ps = p1.len() as u32;
     let header = DbHeader::parse(&p1).map_err(|e| format!("page 1 is not valid: {e}"))?;
     let max_page = (size / ps as u64) as u32;
-    let mirror_matches = reuse.and_then(|s| {
+    let mirror_matches = hints.reuse.and_then(|s| {
         let h = s.mirror_header()?;
         let old_p1 = s.mirror_page(1)?;
         (h.page_size == ps
@@ -723,16 +792,24 @@ fn take_snapshot(
             }
         }
     }
-    let freelist_crc = if header.freelist_trunk != 0 {
-        recovery::freelist_crc(header.freelist_trunk, ps, max_page, &mut |p| {
-            read_page(io, p, ps)
-        })
-        .map_err(|e| e.to_string())?
-    } else {
-        0
+    let (freelist_crc, trunks) = match hints.freelist {
+        Some((trunk, count, crc))
+            if trunk == header.freelist_trunk && count == header.freelist_count =>
+        {
+            (crc, None)
+        }
+        _ if header.freelist_trunk == 0 => (0, Some(Vec::new())),
+        _ => {
+            let (crc, chain) =
+                recovery::freelist_chain(header.freelist_trunk, ps, max_page, &mut |p| {
+                    read_page(io, p, ps)
+                })
+                .map_err(|e| e.to_string())?;
+            (crc, Some(chain))
+        }
     };
-    let meta = std::fs::metadata(db_path).map_err(|e| format!("cannot stat the database: {e}"))?;
-    Ok(Some(Snapshot {
+    let (dev, ino) = hints.identity;
+    let snapshot = Snapshot {
         page_size: ps,
         pages,
         fingerprint: Fingerprint {
@@ -743,15 +820,16 @@ fn take_snapshot(
             schema_cookie: header.schema_cookie,
             freelist_crc,
             file_size: size,
-            dev: meta.dev(),
-            ino: meta.ino(),
+            dev,
+            ino,
         },
         flags: if header.write_version == 2 {
             FLAG_WAL
         } else {
             0
         },
-    }))
+    };
+    Ok(Some((snapshot, trunks)))
 }
 
 /// The database file as the recovery planner sees it.

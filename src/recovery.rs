@@ -198,17 +198,27 @@ pub fn freelist_crc(
     max_page: u32,
     read: &mut dyn FnMut(u32) -> std::io::Result<Vec<u8>>,
 ) -> std::io::Result<u32> {
+    freelist_chain(first, ps, max_page, read).map(|(crc, _)| crc)
+}
+
+/// [`freelist_crc`], and the trunk pages it read.
+pub fn freelist_chain(
+    first: u32,
+    ps: u32,
+    max_page: u32,
+    read: &mut dyn FnMut(u32) -> std::io::Result<Vec<u8>>,
+) -> std::io::Result<(u32, Vec<u32>)> {
     let mut crc = 0u32;
+    let mut chain = Vec::new();
     let mut next = first;
-    let mut steps = 0;
-    while next != 0 && next <= max_page && steps < max_page {
+    while next != 0 && next <= max_page && (chain.len() as u32) < max_page {
         let page = read(next)?;
         debug_assert_eq!(page.len(), ps as usize);
         crc = crc32c::crc32c_append(crc, &page);
+        chain.push(next);
         next = u32::from_be_bytes(page[0..4].try_into().unwrap());
-        steps += 1;
     }
-    Ok(crc)
+    Ok((crc, chain))
 }
 
 /// Roles of the copy's pages, from walking the copy itself.

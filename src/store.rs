@@ -410,7 +410,17 @@ impl Store {
         }
         let incremental = matches!(&self.mirror, Some(m) if m.header.page_size == snap.page_size);
         let before = self.stats.generations_written;
-        let len_before = self.file.len()?;
+        // Only an update that adds slots (or rewrites all) can grow the file.
+        let may_grow = !incremental
+            || self
+                .mirror
+                .as_ref()
+                .is_none_or(|m| snap.pages.len() > m.slots.len());
+        let len_before = if may_grow {
+            Some(self.file.len()?)
+        } else {
+            None
+        };
         let written = if incremental {
             self.write_incremental(snap)
         } else {
@@ -422,8 +432,10 @@ impl Store {
                 // Give back what a failed update appended: on a full disk
                 // those bytes would fail the user's next write. The current
                 // generation lies within the old length, so it stays intact.
-                if matches!(self.file.len(), Ok(len) if len > len_before) {
-                    let _ = self.file.set_len(len_before);
+                if let Some(len_before) = len_before {
+                    if matches!(self.file.len(), Ok(len) if len > len_before) {
+                        let _ = self.file.set_len(len_before);
+                    }
                 }
                 self.mirror = None;
                 return Err(e);

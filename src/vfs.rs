@@ -227,21 +227,24 @@ impl VfsDwrFile {
 
 impl DwrFile for VfsDwrFile {
     fn read_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
-        let len = self.len()?;
-        let n = (len.saturating_sub(off)).min(buf.len() as u64) as usize;
-        if n > 0 {
-            let rc = real_call!(
-                self.file(),
-                xRead,
-                buf.as_mut_ptr().cast(),
-                n as c_int,
-                off as i64
-            );
-            if rc != ffi::SQLITE_OK {
-                return Err(vfs_error("reading the -dwr", rc));
-            }
+        if buf.is_empty() {
+            return Ok(0);
         }
-        Ok(n)
+        let rc = real_call!(
+            self.file(),
+            xRead,
+            buf.as_mut_ptr().cast(),
+            buf.len() as c_int,
+            off as i64
+        );
+        match rc {
+            ffi::SQLITE_OK => Ok(buf.len()),
+            // The VFS zero-filled the rest; how much was real is the size.
+            ffi::SQLITE_IOERR_SHORT_READ => {
+                Ok((self.len()?.saturating_sub(off)).min(buf.len() as u64) as usize)
+            }
+            _ => Err(vfs_error("reading the -dwr", rc)),
+        }
     }
 
     fn write_all_at(&self, buf: &[u8], off: u64) -> std::io::Result<()> {
@@ -480,8 +483,11 @@ unsafe extern "C" fn shim_write(
         // SAFETY: file is an open ShimFile.
         let db = unsafe { open_db(file) };
         let rc = real_call!(db.real(), xWrite, buf, amt, off);
-        if rc == ffi::SQLITE_OK {
-            db.monitor.note_write(off as u64, amt as usize);
+        if rc == ffi::SQLITE_OK && amt > 0 {
+            // SAFETY: SQLite passes `amt` readable bytes at `buf`, valid for
+            // the duration of this call.
+            let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
+            db.monitor.note_write(off as u64, data);
         }
         rc
     })
