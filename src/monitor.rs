@@ -360,6 +360,20 @@ impl Monitor {
         store
             .refresh()
             .map_err(|e| format!("cannot read the -dwr: {e}"))?;
+        // Another connection may have written a generation with another
+        // schema tree: this transaction's writes were then tracked against
+        // the wrong pages, and only a walk can tell what changed.
+        let same_pages = match &self.protection {
+            Protection::On(store) => store.mirror_header().is_none_or(|h| {
+                h.page_size == self.page_size
+                    && h.page_count as usize == self.protected.len()
+                    && store.mirror_pages().all(|p| self.protected.contains(&p))
+            }),
+            Protection::Off { .. } => true,
+        };
+        if !same_pages {
+            self.schema_touched = true;
+        }
         let reuse = !self.schema_touched;
         let snapshot = match &self.protection {
             Protection::On(store) => {
@@ -383,12 +397,15 @@ impl Monitor {
         };
         self.page1_image = None;
         let snapshot = match snapshot {
-            Ok(Some((s, trunks))) => {
-                if let Some(trunks) = trunks {
+            Ok(Some(taken)) => {
+                if let Some(trunks) = taken.trunks {
                     self.freelist_trunks = trunks;
                 }
                 self.freelist_touched = false;
-                Some(s)
+                if taken.page1_only && self.write_page1_only(&taken.snapshot)? {
+                    return Ok(());
+                }
+                Some(self.complete_from_mirror(taken.snapshot, taken.page1_only))
             }
             Ok(None) => None,
             Err(damage) => {
@@ -418,6 +435,40 @@ impl Monitor {
             .map_err(|e| format!("cannot write the -dwr: {e}"))?;
         self.page_size = snap.page_size;
         self.protected = snap.pages.iter().map(|(p, _)| *p).collect();
+        self.after_refresh();
+        self.schema_touched = false;
+        Ok(())
+    }
+
+    /// The common commit: page 1 changed, the rest of the schema did not.
+    /// Returns false when the store needs the general path.
+    fn write_page1_only(&mut self, snap: &Snapshot) -> Result<bool, String> {
+        let store = self.store()?;
+        let written = store
+            .write_page1(&snap.pages[0].1, snap.fingerprint, snap.flags)
+            .map_err(|e| format!("cannot write the -dwr: {e}"))?;
+        if written.is_none() {
+            return Ok(false);
+        }
+        self.after_refresh();
+        Ok(true)
+    }
+
+    /// Fills a page-1-only snapshot with the mirror's other pages.
+    fn complete_from_mirror(&self, mut snap: Snapshot, page1_only: bool) -> Snapshot {
+        if page1_only {
+            if let Protection::On(store) = &self.protection {
+                for pgno in store.mirror_pages().filter(|&p| p != 1) {
+                    snap.pages
+                        .push((pgno, store.mirror_page(pgno).unwrap().to_vec()));
+                }
+            }
+        }
+        snap
+    }
+
+    /// Bookkeeping after a new generation was written.
+    fn after_refresh(&mut self) {
         self.written.clear();
         self.dirty = false;
         if self.is_stale() {
@@ -425,8 +476,6 @@ impl Monitor {
             self.last_event = None;
         }
         self.read.copy_refreshed();
-        self.schema_touched = false;
-        Ok(())
     }
 
     fn is_stale(&self) -> bool {
@@ -741,11 +790,18 @@ struct Hints<'a> {
     freelist: Option<(u32, u32, u32)>,
 }
 
-/// A snapshot and, when it walked the freelist, the trunk pages.
-type SnapshotAndTrunks = (Snapshot, Option<Vec<u32>>);
+/// What `take_snapshot` read.
+struct Taken {
+    snapshot: Snapshot,
+    /// The freelist trunk pages, when it walked the freelist.
+    trunks: Option<Vec<u32>>,
+    /// The schema tree is as in the store's mirror: `snapshot.pages` holds
+    /// page 1 only, and the other pages are the mirror's.
+    page1_only: bool,
+}
 
 /// Reads the protected pages as they are in the file now.
-fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<SnapshotAndTrunks>, String> {
+fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<Taken>, String> {
     let size = io
         .size()
         .map_err(|rc| format!("cannot size the database (error {rc})"))?;
@@ -778,12 +834,11 @@ fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<SnapshotAndTr
             .then_some(s)
     });
     let mut pages = vec![(1u32, p1)];
+    let page1_only = mirror_matches.is_some();
     match mirror_matches {
-        Some(store) => {
-            for pgno in store.mirror_pages().filter(|&p| p != 1) {
-                pages.push((pgno, store.mirror_page(pgno).unwrap().to_vec()));
-            }
-        }
+        // The schema tree is the mirror's: the snapshot carries page 1 only
+        // and the store takes the rest as it is (see Taken::page1_only).
+        Some(_) => {}
         None => {
             let tree = dbfile::schema_tree_pages(&header, max_page, &mut |p| read_page(io, p, ps))
                 .map_err(|e| format!("the schema tree is not valid: {e}"))?;
@@ -829,7 +884,11 @@ fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<SnapshotAndTr
             0
         },
     };
-    Ok(Some((snapshot, trunks)))
+    Ok(Some(Taken {
+        snapshot,
+        trunks,
+        page1_only,
+    }))
 }
 
 /// The database file as the recovery planner sees it.

@@ -447,6 +447,72 @@ impl Store {
         Ok(generation)
     }
 
+    /// The common commit: only page 1 (and the fingerprint) changed, the
+    /// rest of the schema tree is as in the mirror. Writes at most one slot
+    /// and the header, in time independent of the schema's size. Returns
+    /// `None` when the general path is needed (no mirror, another page
+    /// size, leftovers of a crashed update to clean up).
+    pub fn write_page1(
+        &mut self,
+        page1: &[u8],
+        fingerprint: Fingerprint,
+        flags: u32,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(m) = &self.mirror else {
+            return Ok(None);
+        };
+        if m.header.page_size as usize != page1.len()
+            || m.slots.first().map(|s| s.pgno) != Some(1)
+            || m.slots
+                .iter()
+                .any(|s| s.other_generation > s.trailer.generation)
+        {
+            return Ok(None);
+        }
+        let page1_same = m.slots[0].image == page1;
+        if page1_same && m.header.fingerprint == fingerprint && m.header.flags == flags {
+            return Ok(Some(m.header.generation));
+        }
+        let mut m = self.mirror.take().unwrap();
+        let generation = m.max_generation_seen + 1;
+        let result = (|| -> Result<Header, StoreError> {
+            if !page1_same {
+                let old = &m.slots[0];
+                let which = 1 - old.current;
+                let trailer = Trailer::seal(page1, 1, generation, 0);
+                let off = slot_offset(m.header.data_offset, m.header.page_size, 0, which);
+                self.write_slot(off, page1, &trailer)?;
+                let slot = &mut m.slots[0];
+                slot.other_generation = slot.trailer.generation;
+                slot.current = which;
+                slot.trailer = trailer;
+                slot.image.copy_from_slice(page1);
+            }
+            let mut digest = Digest::default();
+            m.slots.iter().for_each(|s| digest.add(&s.trailer));
+            let header = Header {
+                generation,
+                digest: digest.finish(),
+                flags,
+                fingerprint,
+                ..m.header
+            };
+            self.write_header(&header)?;
+            Ok(header)
+        })();
+        match result {
+            Ok(header) => {
+                m.header = header;
+                m.max_generation_seen = generation;
+                self.mirror = Some(m);
+                self.after_update()?;
+                Ok(Some(generation))
+            }
+            // The mirror is dropped: the next update rescans the file.
+            Err(e) => Err(e),
+        }
+    }
+
     fn write_slot(&mut self, off: u64, image: &[u8], trailer: &Trailer) -> io::Result<()> {
         let mut buf = Vec::with_capacity(image.len() + SLOT_TRAILER_SIZE);
         buf.extend_from_slice(image);
@@ -765,6 +831,46 @@ mod tests {
         assert_eq!(g.header.fingerprint.change_counter, 2);
         assert_eq!(g.page(1).unwrap(), page(512, 9).as_slice());
         assert_eq!(g.page(5).unwrap(), page(512, 5).as_slice());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn page1_fast_path_matches_the_general_path() {
+        let path = tmp("fast");
+        let mut s = Store::open(&path, true, SyncPolicy::Off).unwrap();
+        s.write_generation(&snap(512, &[(1, 1), (2, 2), (9, 9)], 1))
+            .unwrap();
+        let before = s.stats();
+        let fp = Fingerprint {
+            change_counter: 2,
+            ..Default::default()
+        };
+        let g = s
+            .write_page1(&page(512, 7), fp, 0)
+            .unwrap()
+            .expect("fast path applies");
+        assert_eq!(s.stats().pages_written - before.pages_written, 1);
+        // Unchanged page 1, new fingerprint: only a header.
+        let fp3 = Fingerprint {
+            change_counter: 3,
+            ..Default::default()
+        };
+        let g3 = s.write_page1(&page(512, 7), fp3, 0).unwrap().unwrap();
+        assert_eq!(
+            (g3, s.stats().pages_written - before.pages_written),
+            (g + 1, 1)
+        );
+        let read = newest(&Store::open(&path, false, SyncPolicy::Off).unwrap());
+        assert_eq!(read.header.generation, g3);
+        assert_eq!(read.header.fingerprint.change_counter, 3);
+        assert_eq!(read.page(1).unwrap(), page(512, 7).as_slice());
+        assert_eq!(read.page(9).unwrap(), page(512, 9).as_slice());
+        // Then the general path continues from it.
+        s.write_generation(&snap(512, &[(1, 8), (2, 2), (9, 10)], 4))
+            .unwrap();
+        let read = newest(&Store::open(&path, false, SyncPolicy::Off).unwrap());
+        assert_eq!(read.page(1).unwrap(), page(512, 8).as_slice());
+        assert_eq!(read.page(9).unwrap(), page(512, 10).as_slice());
         let _ = std::fs::remove_file(&path);
     }
 
