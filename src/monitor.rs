@@ -18,7 +18,7 @@ use crate::dwrfile::{DwrOpener, OpenMode};
 use crate::format::{Fingerprint, FLAG_WAL};
 use crate::recovery::{self, DiskPages, Plan};
 use crate::store::{Snapshot, Store, SyncPolicy};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -390,6 +390,10 @@ impl Monitor {
                     page1: self.page1_image.as_deref(),
                     reuse: if reuse { Some(&**store) } else { None },
                     freelist,
+                    // Only while this connection's write tracking covers
+                    // the copy's pages and the copy is not known stale.
+                    unwritten: (same_pages && !self.is_stale())
+                        .then_some((&**store, &self.written)),
                 };
                 take_snapshot(io, hints)
             }
@@ -788,6 +792,9 @@ struct Hints<'a> {
     /// The mirror's `(trunk, count, checksum)` of the freelist, when no
     /// trunk page was written since.
     freelist: Option<(u32, u32, u32)>,
+    /// The store and the pages this connection wrote since its last
+    /// snapshot, for taking unwritten pages from the copy (see the walk).
+    unwritten: Option<(&'a Store, &'a HashSet<u32>)>,
 }
 
 /// What `take_snapshot` read.
@@ -840,10 +847,34 @@ fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<Taken>, Strin
         // and the store takes the rest as it is (see Taken::page1_only).
         Some(_) => {}
         None => {
-            let tree = dbfile::schema_tree_pages(&header, max_page, &mut |p| read_page(io, p, ps))
-                .map_err(|e| format!("the schema tree is not valid: {e}"))?;
+            // Pages nobody wrote since the copy are the copy's, provided
+            // this transaction is the only commit since it was taken: in
+            // rollback mode the change counter moved by exactly one.
+            let unwritten_from_copy = hints.unwritten.and_then(|(store, written)| {
+                let fp = store.mirror_header()?.fingerprint;
+                (header.write_version != 2
+                    && header.change_counter == fp.change_counter.wrapping_add(1)
+                    && store.mirror_header()?.page_size == ps)
+                    .then_some((store, written))
+            });
+            let mut images: HashMap<u32, Vec<u8>> = HashMap::new();
+            let tree = dbfile::schema_tree_pages(&header, max_page, &mut |p| {
+                let image = match unwritten_from_copy {
+                    Some((store, written)) if !written.contains(&p) => match store.mirror_page(p) {
+                        Some(copy) => copy.to_vec(),
+                        None => read_page(io, p, ps)?,
+                    },
+                    _ => read_page(io, p, ps)?,
+                };
+                images.insert(p, image.clone());
+                Ok(image)
+            })
+            .map_err(|e| format!("the schema tree is not valid: {e}"))?;
             for (pgno, _) in tree.into_iter().filter(|(p, _)| *p != 1) {
-                pages.push((pgno, read_page(io, pgno, ps).map_err(|e| e.to_string())?));
+                let image = images
+                    .remove(&pgno)
+                    .expect("the walk read every page it lists");
+                pages.push((pgno, image));
             }
         }
     }
