@@ -19,7 +19,8 @@ build: $(SO)
 
 $(SO): Cargo.toml $(wildcard src/*.rs)
 	$(CARGO) build --release
-	cp target/release/libmetadwr.so $(SO)
+	# Replace, never overwrite in place: a running program has it mapped.
+	cp target/release/libmetadwr.so $(SO).tmp && mv -f $(SO).tmp $(SO)
 
 # Tools the tests need; present on a stock machine, installed when missing.
 deps:

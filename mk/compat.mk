@@ -1,0 +1,41 @@
+# Compatibility: real test suites and real programs run unchanged through
+# metadwr, on the system SQLite (Debian 12: 3.40.1) and on a current one
+# (the amalgamation rusqlite bundles, built into build/sqlite-current and
+# swapped in with LD_LIBRARY_PATH by scripts/with-sqlite-current.sh).
+# Included by the Makefile; docs/compat.md has the results.
+#
+#   make compat             all of the below
+#   make compat-cpython     CPython's test.test_sqlite3, plain vs through
+#                           metadwr (METADWR_ENABLE=1): same outcome for
+#                           every test; on both SQLite generations
+#   make compat-speedtest1  SQLite's speedtest1 through metadwr: completes,
+#                           integrity ok, -dwr, page 1 zeroed and healed;
+#                           rollback, WAL, mmap, page sizes 512/65536,
+#                           exclusive; on both SQLite generations
+#   make itest-system       the itest suite (incl. tests/transparency.rs)
+#                           against the system SQLite instead of the bundled
+#   make compat-current     sql-tests, the C example and the Python suite on
+#                           the current SQLite
+
+.PHONY: compat compat-cpython compat-speedtest1 itest-system compat-current
+
+SPEEDTEST1_SIZE ?= 60
+
+compat: compat-cpython compat-speedtest1 itest-system compat-current
+	@echo "make compat: all compatibility suites passed"
+
+compat-cpython: build
+	scripts/compat-cpython.sh $(CURDIR)/$(SO)
+	scripts/with-sqlite-current.sh scripts/compat-cpython.sh $(CURDIR)/$(SO)
+
+compat-speedtest1: build
+	SPEEDTEST1_SIZE=$(SPEEDTEST1_SIZE) scripts/compat-speedtest1.sh $(CURDIR)/$(SO)
+	SPEEDTEST1_SIZE=$(SPEEDTEST1_SIZE) scripts/with-sqlite-current.sh scripts/compat-speedtest1.sh $(CURDIR)/$(SO)
+
+itest-system: build
+	scripts/itest-system.sh $(CURDIR)/$(SO)
+
+compat-current: build
+	scripts/sql-tests-current.sh $(CURDIR)/$(SO)
+	scripts/with-sqlite-current.sh scripts/run-c-example.sh $(CURDIR)
+	scripts/with-sqlite-current.sh $(PYTHON) scripts/test-python.py $(CURDIR)/$(SO)
