@@ -43,6 +43,8 @@ pub trait DbIo {
     fn sync(&mut self) -> Result<(), Rc>;
     fn lock(&mut self, level: i32) -> Result<(), Rc>;
     fn unlock(&mut self, level: i32) -> Result<(), Rc>;
+    /// Takes (or releases) the WAL checkpoint lock, without waiting.
+    fn checkpoint_lock(&mut self, take: bool) -> Result<(), Rc>;
 }
 
 /// Whether the file is protected.
@@ -78,8 +80,6 @@ pub struct Monitor {
     /// A protected page other than page 1 was written: the schema tree must
     /// be walked again.
     schema_touched: bool,
-    /// Protected pages this connection wrote since the last refresh.
-    written: HashSet<u32>,
     /// The last page 1 image SQLite wrote since the last refresh: a
     /// snapshot takes it instead of reading the file again.
     page1_image: Option<Vec<u8>>,
@@ -93,6 +93,12 @@ pub struct Monitor {
     /// connection created while this one was unprotected).
     page1_written: bool,
     lock_level: i32,
+    /// This connection holds the WAL checkpoint lock: the database file is
+    /// being written by a checkpoint.
+    checkpointing: bool,
+    /// The WAL index is mapped through this file (the database is in WAL
+    /// mode and the pager has opened the WAL).
+    shm_mapped: bool,
     last_event: Option<String>,
     /// Read-path state (see `heal`).
     read: heal::ReadState,
@@ -112,6 +118,7 @@ impl Monitor {
         policy: SyncPolicy,
         force_enable: bool,
         opener: Arc<dyn DwrOpener>,
+        warn: Warn,
     ) -> Monitor {
         let dwr_path = dwr_path_for(db_path);
         let mut m = Monitor {
@@ -125,7 +132,6 @@ impl Monitor {
             protected: HashSet::new(),
             dirty: false,
             schema_touched: false,
-            written: HashSet::new(),
             page1_image: None,
             freelist_trunks: Vec::new(),
             freelist_touched: true,
@@ -134,36 +140,34 @@ impl Monitor {
                 .unwrap_or((0, 0)),
             page1_written: false,
             lock_level: LOCK_NONE,
+            checkpointing: false,
+            shm_mapped: false,
             last_event: None,
             read: heal::ReadState::default(),
         };
         let exists = m.dwr_path.exists();
-        if readonly && exists {
-            // A read-only connection cannot keep the copy current or repair
-            // the file, but it can serve the copy in place of damaged pages.
-            match m.open_store(OpenMode::ReadOnly) {
+        // Protection persists through the file: an existing -dwr means this
+        // database is protected. No refresh happens until this connection
+        // writes (or finds the copy older than a healthy file): a reader
+        // must never copy a damaged file over a good copy. A read-only
+        // connection cannot keep the copy current or repair the file, but
+        // it can serve the copy in place of damaged pages.
+        let mode = match (readonly, exists || force_enable) {
+            (_, false) => None,
+            (true, true) if exists => Some(OpenMode::ReadOnly),
+            (true, true) => None,
+            (false, true) => Some(OpenMode::Create),
+        };
+        if let Some(mode) = mode {
+            match m.open_store(mode) {
                 Ok(store) => m.protection = Protection::On(Box::new(store)),
                 Err(e) => {
-                    m.protection = Protection::Off {
-                        reason: Some(format!("cannot open {}: {e}", m.dwr_path.display())),
-                    }
-                }
-            }
-        }
-        if !readonly && (force_enable || exists) {
-            // Protection persists through the file: an existing -dwr means
-            // this database is protected. The first commit boundary takes
-            // the first snapshot if the file has none yet.
-            match m.open_store(OpenMode::Create) {
-                Ok(store) => {
-                    // No refresh until this connection writes: a reader
-                    // must never copy a damaged file over a good copy.
-                    m.protection = Protection::On(Box::new(store));
-                }
-                Err(e) => {
-                    m.protection = Protection::Off {
-                        reason: Some(format!("cannot open {}: {e}", m.dwr_path.display())),
-                    }
+                    let why = format!("cannot open {}: {e}", m.dwr_path.display());
+                    warn(&format!(
+                        "metadwr: protection of {} is off: {why}",
+                        db_path.display()
+                    ));
+                    m.protection = Protection::Off { reason: Some(why) };
                 }
             }
         }
@@ -180,6 +184,25 @@ impl Monitor {
 
     pub fn lock_level(&self) -> i32 {
         self.lock_level
+    }
+
+    /// The database file was synced. In a WAL checkpoint that ends the
+    /// copying of pages, and the copy is brought up to date. In rollback
+    /// mode it does not: the commit point is the journal's deletion, which
+    /// comes later, and a copy taken now could describe a transaction that
+    /// a crash then rolls back. COMMIT_PHASETWO and the unlock follow it.
+    pub fn database_synced(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        if self.checkpointing {
+            self.commit_boundary(io, warn);
+        }
+    }
+
+    pub fn set_checkpointing(&mut self, on: bool) {
+        self.checkpointing = on;
+    }
+
+    pub fn set_shm_mapped(&mut self, on: bool) {
+        self.shm_mapped = on;
     }
 
     /// Records the lock level after a successful xLock or xUnlock. A
@@ -261,11 +284,9 @@ impl Monitor {
             let pgno = pgno as u32;
             if pgno == 1 {
                 self.dirty = true;
-                self.written.insert(1);
             } else if self.protected.contains(&pgno) {
                 self.dirty = true;
                 self.schema_touched = true;
-                self.written.insert(pgno);
             } else if self.freelist_trunks.contains(&pgno) {
                 self.freelist_touched = true;
             }
@@ -390,10 +411,6 @@ impl Monitor {
                     page1: self.page1_image.as_deref(),
                     reuse: if reuse { Some(&**store) } else { None },
                     freelist,
-                    // Only while this connection's write tracking covers
-                    // the copy's pages and the copy is not known stale.
-                    unwritten: (same_pages && !self.is_stale())
-                        .then_some((&**store, &self.written)),
                 };
                 take_snapshot(io, hints)
             }
@@ -425,14 +442,6 @@ impl Monitor {
             self.dirty = false;
             return Ok(());
         };
-        let mut snap = snap;
-        let kept = self.keep_unwritten_pages(&mut snap);
-        if !kept.is_empty() {
-            self.last_event = Some(format!(
-                "pages {} differ on disk from the copy although nothing wrote them; the copy was kept",
-                kept.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
-            ));
-        }
         let store = self.store()?;
         store
             .write_generation(&snap)
@@ -473,7 +482,6 @@ impl Monitor {
 
     /// Bookkeeping after a new generation was written.
     fn after_refresh(&mut self) {
-        self.written.clear();
         self.dirty = false;
         if self.is_stale() {
             // The copy describes the file again.
@@ -484,34 +492,6 @@ impl Monitor {
 
     fn is_stale(&self) -> bool {
         matches!(&self.last_event, Some(e) if e.starts_with("stale: "))
-    }
-
-    /// A schema page this connection did not write, which differs from the
-    /// current copy by a few bits, is bit rot rather than another writer's
-    /// change (those change whole cells): keep the copy's image instead of
-    /// copying the damage. Returns the pages kept.
-    fn keep_unwritten_pages(&self, snap: &mut Snapshot) -> Vec<u32> {
-        let Protection::On(store) = &self.protection else {
-            return Vec::new();
-        };
-        if store.mirror_header().map(|h| h.page_size) != Some(snap.page_size) || self.is_stale() {
-            // A stale copy is no authority on pages someone else wrote.
-            return Vec::new();
-        }
-        let mut kept = Vec::new();
-        for (pgno, image) in snap.pages.iter_mut().skip(1) {
-            if self.written.contains(pgno) {
-                continue;
-            }
-            if let Some(copy) = store.mirror_page(*pgno) {
-                let distance = recovery::bit_distance(copy, image);
-                if distance > 0 && distance <= recovery::BIT_ROT_LIMIT {
-                    image.copy_from_slice(copy);
-                    kept.push(*pgno);
-                }
-            }
-        }
-        kept
     }
 
     /// `PRAGMA meta_double_write=enabled`.
@@ -792,9 +772,6 @@ struct Hints<'a> {
     /// The mirror's `(trunk, count, checksum)` of the freelist, when no
     /// trunk page was written since.
     freelist: Option<(u32, u32, u32)>,
-    /// The store and the pages this connection wrote since its last
-    /// snapshot, for taking unwritten pages from the copy (see the walk).
-    unwritten: Option<(&'a Store, &'a HashSet<u32>)>,
 }
 
 /// What `take_snapshot` read.
@@ -847,25 +824,12 @@ fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<Taken>, Strin
         // and the store takes the rest as it is (see Taken::page1_only).
         Some(_) => {}
         None => {
-            // Pages nobody wrote since the copy are the copy's, provided
-            // this transaction is the only commit since it was taken: in
-            // rollback mode the change counter moved by exactly one.
-            let unwritten_from_copy = hints.unwritten.and_then(|(store, written)| {
-                let fp = store.mirror_header()?.fingerprint;
-                (header.write_version != 2
-                    && header.change_counter == fp.change_counter.wrapping_add(1)
-                    && store.mirror_header()?.page_size == ps)
-                    .then_some((store, written))
-            });
+            // The walk keeps the images it reads: each page is read once.
+            // Every image comes from the disk: the copy is never trusted
+            // over the file it is about to describe.
             let mut images: HashMap<u32, Vec<u8>> = HashMap::new();
             let tree = dbfile::schema_tree_pages(&header, max_page, &mut |p| {
-                let image = match unwritten_from_copy {
-                    Some((store, written)) if !written.contains(&p) => match store.mirror_page(p) {
-                        Some(copy) => copy.to_vec(),
-                        None => read_page(io, p, ps)?,
-                    },
-                    _ => read_page(io, p, ps)?,
-                };
+                let image = read_page(io, p, ps)?;
                 images.insert(p, image.clone());
                 Ok(image)
             })

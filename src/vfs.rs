@@ -130,6 +130,21 @@ impl DbIo for RealIo {
     fn unlock(&mut self, level: i32) -> Result<(), Rc> {
         check(real_call!(self.0, xUnlock, level))
     }
+
+    fn checkpoint_lock(&mut self, take: bool) -> Result<(), Rc> {
+        let flags = ffi::SQLITE_SHM_EXCLUSIVE
+            | if take {
+                ffi::SQLITE_SHM_LOCK
+            } else {
+                ffi::SQLITE_SHM_UNLOCK
+            };
+        // SAFETY: as in real_call!; xShmLock exists only from version 2.
+        let has_shm = unsafe { (*(*self.0).pMethods).iVersion >= 2 };
+        if !has_shm {
+            return Err(ffi::SQLITE_IOERR);
+        }
+        check(real_call!(self.0, xShmLock, WAL_CKPT_LOCK, 1, flags))
+    }
 }
 
 /// Opens `-dwr` files through the base VFS, so that whatever sits under
@@ -417,6 +432,7 @@ unsafe extern "C" fn shim_open(
             policy_for(z_name),
             forced_by_environment(),
             opener,
+            &mut log_warning,
         );
         let mut db = Box::new(OpenDb { real, monitor });
         // SAFETY: the real file is open, so its pMethods is valid.
@@ -512,7 +528,7 @@ unsafe extern "C" fn shim_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_
         let rc = real_call!(db.real(), xSync, flags);
         if rc == ffi::SQLITE_OK {
             let mut io = db.io();
-            db.monitor.commit_boundary(&mut io, &mut log_warning);
+            db.monitor.database_synced(&mut io, &mut log_warning);
         }
         rc
     })
@@ -684,7 +700,11 @@ unsafe extern "C" fn shim_shm_map(
         // SAFETY: file is an open ShimFile whose real file has version >= 2
         // (this table is only installed then).
         let db = unsafe { open_db(file) };
-        real_call!(db.real(), xShmMap, region, size, extend, out)
+        let rc = real_call!(db.real(), xShmMap, region, size, extend, out);
+        if rc == ffi::SQLITE_OK {
+            db.monitor.set_shm_mapped(true);
+        }
+        rc
     })
 }
 
@@ -707,6 +727,7 @@ unsafe extern "C" fn shim_shm_lock(
         if releasing_checkpoint {
             let mut io = db.io();
             db.monitor.commit_boundary(&mut io, &mut log_warning);
+            db.monitor.set_checkpointing(false);
         }
         let rc = real_call!(db.real(), xShmLock, offset, n, flags);
         let took_checkpoint = rc == ffi::SQLITE_OK
@@ -714,6 +735,7 @@ unsafe extern "C" fn shim_shm_lock(
             && offset <= WAL_CKPT_LOCK
             && WAL_CKPT_LOCK < offset + n;
         if took_checkpoint {
+            db.monitor.set_checkpointing(true);
             let mut io = db.io();
             db.monitor.checkpoint_started(&mut io, &mut log_warning);
         }
@@ -739,6 +761,7 @@ unsafe extern "C" fn shim_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int)
     guarded(ffi::SQLITE_IOERR_SHMMAP, || {
         // SAFETY: file is an open ShimFile (version >= 2).
         let db = unsafe { open_db(file) };
+        db.monitor.set_shm_mapped(false);
         real_call!(db.real(), xShmUnmap, delete)
     })
 }

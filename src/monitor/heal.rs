@@ -42,6 +42,8 @@ pub(super) struct ReadState {
     declined: HashSet<(u32, u32)>,
     /// Pages were served from the copy and the file still holds the damage.
     repair_pending: bool,
+    /// A healthy page 1 newer than the copy was read: refresh the copy.
+    refresh_wanted: bool,
 }
 
 impl ReadState {
@@ -73,6 +75,49 @@ impl Monitor {
         }
         if let Verdict::Suspicious(pgno) = self.classify(offset, data) {
             self.heal(io, pgno, offset, data, warn);
+        }
+        if self.read.refresh_wanted {
+            self.read.refresh_wanted = false;
+            self.refresh_while_reading(io, data, warn);
+        }
+    }
+
+    /// The file moved past the copy (a power loss lost its newest
+    /// generation, or a program without metadwr wrote): refresh the copy
+    /// now rather than at this connection's next write, so that damage
+    /// meeting the file before then finds a current copy. Runs only if the
+    /// lock that keeps writers out can be had without waiting: RESERVED in
+    /// rollback mode (SQLite holds SHARED while it reads), the checkpoint
+    /// lock in WAL mode (checkpointers are the only writers of the file).
+    fn refresh_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8], warn: Warn) {
+        if self.readonly || !self.is_protected() {
+            return;
+        }
+        let Protection::On(store) = &mut self.protection else {
+            return;
+        };
+        // Another connection may already have written a matching copy.
+        if store.refresh().is_ok() && store.mirror_page(1) == Some(page1) {
+            self.adopt_mirror_geometry();
+            return;
+        }
+        let locked = if self.shm_mapped {
+            io.checkpoint_lock(true).is_ok()
+        } else {
+            self.lock_level == LOCK_SHARED && io.lock(super::LOCK_RESERVED).is_ok()
+        };
+        if !locked {
+            return;
+        }
+        self.schema_touched = true;
+        self.dirty = true;
+        if let Err(e) = self.refresh(io) {
+            self.fail(&e, warn);
+        }
+        if self.shm_mapped {
+            let _ = io.checkpoint_lock(false);
+        } else {
+            let _ = io.unlock(LOCK_SHARED);
         }
     }
 
@@ -146,10 +191,13 @@ impl Monitor {
         // its valid-for number, are damage SQLite itself may not notice.
         let same_state_claimed = counter(data) == counter(copy)
             || (valid_for(data) == counter(copy) && counter(data) != valid_for(data));
+        let full_page = n == copy.len();
         self.read.trusted = false;
         if (broken || same_state_claimed) && !self.read.declined.contains(&(1, crc32c(data))) {
             Verdict::Suspicious(1)
         } else {
+            // A healthy, later page 1: the copy is behind the file.
+            self.read.refresh_wanted = !broken && full_page;
             Verdict::Fine
         }
     }
