@@ -253,6 +253,46 @@ impl Store {
         Ok(best)
     }
 
+    /// Page 1 as the newest header's generation selects it, read without
+    /// loading (or verifying) the whole file: two small reads. Enough to
+    /// tell whether another connection already brought the copy up to date;
+    /// never enough to restore from.
+    pub fn peek_page1(&self) -> io::Result<Option<Vec<u8>>> {
+        let mut buf = vec![0u8; (2 * HEADER_STRIDE) as usize];
+        let n = self.file.read_at(&mut buf, 0)?;
+        let newest = (0..2u64)
+            .filter_map(|which| {
+                let start = header_offset(which) as usize;
+                buf.get(start..start + HEADER_SIZE)
+                    .filter(|_| n >= start + HEADER_SIZE)
+                    .and_then(|b| Header::decode(b).ok())
+            })
+            .max_by_key(|h| h.generation);
+        let Some(h) = newest else {
+            return Ok(None);
+        };
+        // Page 1 always has index 0 (snapshots list it first, and indexes
+        // are kept stable).
+        let ss = slot_size(h.page_size) as usize;
+        let mut pair = vec![0u8; 2 * ss];
+        if self
+            .file
+            .read_at(&mut pair, slot_offset(h.data_offset, h.page_size, 0, 0))?
+            != pair.len()
+        {
+            return Ok(None);
+        }
+        let best = (0..2)
+            .filter_map(|w| {
+                Trailer::verify_slot(&pair[w * ss..(w + 1) * ss], 0, h.page_size)
+                    .ok()
+                    .filter(|t| t.pgno == 1 && t.generation <= h.generation)
+                    .map(|t| (t.generation, w))
+            })
+            .max();
+        Ok(best.map(|(_, w)| pair[w * ss..w * ss + h.page_size as usize].to_vec()))
+    }
+
     /// Makes sure the mirror reflects the newest valid generation in the
     /// file; cheap (one small read) when nobody else wrote since.
     pub fn refresh(&mut self) -> Result<(), StoreError> {
@@ -871,6 +911,22 @@ mod tests {
         let read = newest(&Store::open(&path, false, SyncPolicy::Off).unwrap());
         assert_eq!(read.page(1).unwrap(), page(512, 8).as_slice());
         assert_eq!(read.page(9).unwrap(), page(512, 10).as_slice());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn peek_page1_sees_another_writers_newest_page1() {
+        let path = tmp("peek");
+        let mut a = Store::open(&path, true, SyncPolicy::Off).unwrap();
+        a.write_generation(&snap(512, &[(1, 1), (2, 2)], 1))
+            .unwrap();
+        let b = Store::open(&path, false, SyncPolicy::Off).unwrap();
+        assert_eq!(b.peek_page1().unwrap().unwrap(), page(512, 1));
+        a.write_generation(&snap(512, &[(1, 5), (2, 2)], 2))
+            .unwrap();
+        assert_eq!(b.peek_page1().unwrap().unwrap(), page(512, 5));
+        std::fs::write(&path, b"junk").unwrap();
+        assert_eq!(b.peek_page1().unwrap(), None);
         let _ = std::fs::remove_file(&path);
     }
 

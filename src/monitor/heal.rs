@@ -96,9 +96,10 @@ impl Monitor {
         let Protection::On(store) = &mut self.protection else {
             return;
         };
-        // Another connection may already have written a matching copy.
-        if store.refresh().is_ok() && store.mirror_page(1) == Some(page1) {
-            self.adopt_mirror_geometry();
+        // Another connection may already have written a matching copy: a
+        // peek at page 1 tells, without loading the whole copy (the mirror
+        // reloads when it is next needed: a suspicious read or a refresh).
+        if matches!(store.peek_page1(), Ok(Some(p)) if p == page1) {
             return;
         }
         let locked = if self.shm_mapped {
