@@ -17,7 +17,7 @@ all: build
 
 build: $(SO)
 
-$(SO): Cargo.toml $(wildcard src/*.rs)
+$(SO): Cargo.toml $(wildcard src/*.rs src/*/*.rs)
 	$(CARGO) build --release
 	# Replace, never overwrite in place: a running program has it mapped.
 	cp target/release/libmetadwr.so $(SO).tmp && mv -f $(SO).tmp $(SO)

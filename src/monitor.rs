@@ -17,8 +17,8 @@ use crate::dbfile::{self, DbHeader};
 use crate::dwrfile::{DwrOpener, OpenMode};
 use crate::format::{Fingerprint, FLAG_WAL};
 use crate::recovery::{self, DiskPages, Plan};
-use crate::store::{Snapshot, Store, SyncPolicy};
-use std::collections::{HashMap, HashSet};
+use crate::store::{PageSet, Snapshot, Store, SyncPolicy};
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -73,7 +73,7 @@ pub struct Monitor {
     /// Page size of the last snapshot (0 until one is taken).
     page_size: u32,
     /// Pages of the last snapshot; writes to them (or page 1) make it dirty.
-    protected: HashSet<u32>,
+    protected: PageSet,
     /// A write or truncate since the last refresh may have changed a
     /// protected page.
     dirty: bool,
@@ -129,7 +129,7 @@ impl Monitor {
             policy,
             protection: Protection::Off { reason: None },
             page_size: 0,
-            protected: HashSet::new(),
+            protected: PageSet::default(),
             dirty: false,
             schema_touched: false,
             page1_image: None,

@@ -119,7 +119,49 @@ struct Mirror {
     header: Header,
     slots: Vec<Slot>,
     max_generation_seen: u64,
+    /// Index of each page's slot in `slots`.
+    by_pgno: PageMap<usize>,
 }
+
+impl Mirror {
+    fn new(header: Header, slots: Vec<Slot>, max_generation_seen: u64) -> Mirror {
+        let by_pgno = slots.iter().enumerate().map(|(i, s)| (s.pgno, i)).collect();
+        Mirror {
+            header,
+            slots,
+            max_generation_seen,
+            by_pgno,
+        }
+    }
+}
+
+/// Hashes page numbers with one multiplication (Fibonacci hashing). Page
+/// numbers come from our own files, so SipHash's resistance to chosen keys
+/// buys nothing, and these sets are probed on every read.
+#[derive(Default, Clone, Copy)]
+pub struct PageHasher(u64);
+
+impl std::hash::Hasher for PageHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (n as u64 ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type BuildPageHasher = std::hash::BuildHasherDefault<PageHasher>;
+/// A set of page numbers.
+pub type PageSet = std::collections::HashSet<u32, BuildPageHasher>;
+/// A map keyed by page number.
+pub type PageMap<V> = HashMap<u32, V, BuildPageHasher>;
 
 /// An open `-dwr` file.
 pub struct Store {
@@ -226,10 +268,8 @@ impl Store {
     /// The mirror's image of `pgno`, if it is protected.
     pub fn mirror_page(&self, pgno: u32) -> Option<&[u8]> {
         let m = self.mirror.as_ref()?;
-        m.slots
-            .iter()
-            .find(|s| s.pgno == pgno)
-            .map(|s| s.image.as_slice())
+        let &i = m.by_pgno.get(&pgno)?;
+        Some(m.slots[i].image.as_slice())
     }
 
     pub fn mirror_header(&self) -> Option<&Header> {
@@ -309,8 +349,8 @@ impl Store {
 
     fn adopt_scan(&mut self, scan: Scan) {
         let max_seen = scan.max_generation_seen;
-        self.mirror = scan.generations.into_iter().next().map(|g| Mirror {
-            slots: g
+        self.mirror = scan.generations.into_iter().next().map(|g| {
+            let slots = g
                 .pages
                 .into_iter()
                 .zip(scan.selected)
@@ -323,13 +363,9 @@ impl Store {
                         image,
                     },
                 )
-                .collect(),
-            header: g.header,
-            max_generation_seen: max_seen,
+                .collect();
+            Mirror::new(g.header, slots, max_seen)
         });
-        if let Some(m) = &mut self.mirror {
-            m.max_generation_seen = m.max_generation_seen.max(max_seen);
-        }
     }
 
     /// Reads and verifies everything in the file.
@@ -652,18 +688,12 @@ impl Store {
         if same == m.header {
             // Nothing changed (a rolled-back transaction, a rewrite of the
             // same bytes): the current generation already describes the file.
-            self.mirror = Some(Mirror {
-                slots: new_slots,
-                ..m
-            });
-            return Ok(self.mirror.as_ref().unwrap().header.generation);
+            let generation = m.header.generation;
+            self.mirror = Some(Mirror::new(m.header, new_slots, m.max_generation_seen));
+            return Ok(generation);
         }
         self.write_header(&header)?;
-        self.mirror = Some(Mirror {
-            header,
-            slots: new_slots,
-            max_generation_seen: generation,
-        });
+        self.mirror = Some(Mirror::new(header, new_slots, generation));
         Ok(generation)
     }
 
@@ -732,11 +762,7 @@ impl Store {
             self.sync()?;
             self.file.set_len(header.region_end())?;
         }
-        self.mirror = Some(Mirror {
-            header,
-            slots,
-            max_generation_seen: generation,
-        });
+        self.mirror = Some(Mirror::new(header, slots, generation));
         Ok(generation)
     }
 
