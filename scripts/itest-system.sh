@@ -34,6 +34,9 @@ trap 'rm -rf "$log" "$snap"' EXIT
 cp "$so" "$snap/libmetadwr.so"
 so=$snap/libmetadwr.so
 cd "$root/itest" || exit 2
+# The reliability harness finds dwr-inspect next to the extension; the
+# private copy has none beside it.
+export DWR_INSPECT=${DWR_INSPECT:-$root/target/release/dwr-inspect}
 METADWR_SO=$so CARGO_TARGET_DIR=$root/itest/target/system \
   cargo test --release --no-default-features --features system --no-fail-fast "$@" -- --test-threads=2 \
   2>&1 | tee "$log"
