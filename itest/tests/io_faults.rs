@@ -27,50 +27,17 @@ use reliability::faultvfs::{Domain, FaultKind, FaultRule, Op};
 use reliability::workload::Workload;
 use reliability::*;
 use rusqlite::Connection;
-use std::ffi::{c_char, c_int, c_void, CStr};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
-
-static LOG: Mutex<Vec<(c_int, String)>> = Mutex::new(Vec::new());
-
-extern "C" fn log_callback(_: *mut c_void, code: c_int, msg: *const c_char) {
-    // SAFETY: SQLite passes a NUL-terminated message valid for the call.
-    let text = unsafe { CStr::from_ptr(msg) }
-        .to_string_lossy()
-        .into_owned();
-    if let Ok(mut log) = LOG.lock() {
-        log.push((code, text));
-    }
-}
+use std::sync::OnceLock;
 
 /// The log callback first (before SQLite initialises), then faultvfs, then
 /// the extension over it.
 fn init() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        // SAFETY: the first SQLite call of the process; the callback never
-        // unwinds.
-        let rc = unsafe {
-            rusqlite::ffi::sqlite3_config(
-                rusqlite::ffi::SQLITE_CONFIG_LOG,
-                log_callback as extern "C" fn(*mut c_void, c_int, *const c_char),
-                std::ptr::null_mut::<c_void>(),
-            )
-        };
-        assert_eq!(rc, rusqlite::ffi::SQLITE_OK, "SQLITE_CONFIG_LOG");
+        common::sqlite_log::install();
         load_over_faultvfs();
     });
-}
-
-/// SQLITE_WARNING messages that name `db`.
-fn warnings_about(db: &Path) -> Vec<String> {
-    let path = db.display().to_string();
-    LOG.lock()
-        .unwrap()
-        .iter()
-        .filter(|(code, m)| code & 0xff == rusqlite::ffi::SQLITE_WARNING && m.contains(&path))
-        .map(|(_, m)| m.clone())
-        .collect()
 }
 
 // --- faults on the -dwr -------------------------------------------------------------
@@ -205,15 +172,15 @@ fn dwr_fault(cfg: &Config, case: &DwrCase, states: &[Content], tally: &mut Tally
     }
     tally.faults += fired;
     tally.scenarios += 1;
-    if fired_before_close > 0 {
-        if !status.starts_with("disabled (") || status.len() <= "disabled ()".len() {
-            tally.fail(format!(
-                "{what}: after the fault, PRAGMA meta_double_write answered {status:?} \
-                 (expected `disabled (<why>)`)"
-            ));
-        }
+    if fired_before_close > 0
+        && (!status.starts_with("disabled (") || status.len() <= "disabled ()".len())
+    {
+        tally.fail(format!(
+            "{what}: after the fault, PRAGMA meta_double_write answered {status:?} \
+             (expected `disabled (<why>)`)"
+        ));
     }
-    if warnings_about(&db).is_empty() {
+    if common::sqlite_log::warnings_about(&db).is_empty() {
         tally.fail(format!(
             "{what}: no SQLITE_WARNING naming the database was logged"
         ));

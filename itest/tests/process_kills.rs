@@ -97,10 +97,12 @@ impl States {
 
 /// One writer, killed at a random moment, then checked.
 fn kill_once(journal: &'static str, rng: &mut Rng, states: &mut States, tally: &mut Tally) {
+    let synchronous = *rng.pick(&["NORMAL", "FULL"]);
+    let dwr_sync = *rng.pick(&["periodic", "full"]);
     let cfg = Config {
         journal,
-        synchronous: *rng.pick(&["NORMAL", "FULL"]),
-        dwr_sync: *rng.pick(&["periodic", "full"]),
+        synchronous,
+        dwr_sync,
         page_size: *rng.pick(&[1024, 4096]),
     };
     let wseed = rng.below(4);

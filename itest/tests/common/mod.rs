@@ -10,6 +10,7 @@
 pub mod churn;
 pub mod heal;
 pub mod schema;
+pub mod sqlite_log;
 
 use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeMap;

@@ -230,7 +230,7 @@ impl DiskImage {
                     f.sync_all().unwrap();
                 }
                 None => {
-                    if *suffix != "" {
+                    if !suffix.is_empty() {
                         let _ = std::fs::remove_file(&p);
                     }
                 }

@@ -32,7 +32,7 @@ pub struct Workload {
 impl Workload {
     pub fn new(seed: u64) -> Workload {
         Workload {
-            rng: Rng::new(seed ^ 0x5eed_0f_c4a5),
+            rng: Rng::new(seed ^ 0x005e_ed0f_c4a5),
             tables: Vec::new(),
             indexes: Vec::new(),
             views: Vec::new(),
