@@ -26,8 +26,13 @@
 pub const MAGIC: &[u8; 8] = b"MetaDWR\0";
 /// The first four bytes of every slot trailer.
 pub const SLOT_MAGIC: &[u8; 4] = b"DWRP";
-/// Version of the layout described here.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the layout described here. Version 2 added the `PENDING` and
+/// `WAL_AHEAD` flags; a version-1 header never carries them and reads the
+/// same. A version-1 reader rejects version-2 headers, so it never restores
+/// a generation whose flags it cannot honour.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this code reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Bytes of a header slot that carry data (the rest of the stride is zero).
 pub const HEADER_SIZE: usize = 256;
 /// Distance between the two header slots; one 512-byte sector each so that a
@@ -40,6 +45,58 @@ pub const SLOT_TRAILER_SIZE: usize = 32;
 
 /// Header flag: the database was in WAL mode when the generation was taken.
 pub const FLAG_WAL: u32 = 1;
+/// Header flag: the generation was taken when the database file was synced
+/// inside a transaction, before its commit point (the journal's deletion).
+/// A crash can still roll the file back to the previous generation, so the
+/// file is in one of two states. A later generation with the same pages
+/// and without this flag confirms it once the commit point has passed.
+pub const FLAG_PENDING: u32 = 2;
+/// Header flag: the WAL may hold commits that this generation (the state of
+/// the database file at a checkpoint) does not. A checkpoint run by a
+/// program without metadwr would move the file past the copy, so the copy
+/// is trusted over a damaged page 1 only while those frames are still in
+/// the WAL. Cleared once the WAL is checkpointed and deleted.
+pub const FLAG_WAL_AHEAD: u32 = 4;
+/// Every flag this version defines.
+pub const KNOWN_FLAGS: u32 = FLAG_WAL | FLAG_PENDING | FLAG_WAL_AHEAD;
+
+/// The page-1 byte ranges whose change the staleness rule can see without
+/// page 1 (see `recovery`): the change counter and the in-header database
+/// size (offsets 24..32; the size shows in the file's size), the freelist
+/// page count (36..40; a count that changes while the first trunk stays
+/// the same rewrites that trunk, whose checksum the fingerprint holds), and
+/// the version-valid-for and SQLite version numbers (92..100). A change
+/// anywhere else (the schema cookie, user_version, the freelist's first
+/// trunk, the schema root from offset 100) leaves no trace once page 1 is
+/// destroyed.
+pub const PAGE1_VISIBLE_RANGES: [std::ops::Range<usize>; 3] = [24..32, 36..40, 92..100];
+
+/// True when `new` differs from `old` (two images of page 1) only in bytes
+/// whose change the staleness rule can detect without page 1.
+pub fn page1_change_is_visible(old: &[u8], new: &[u8]) -> bool {
+    if old.len() != new.len() || old.len() < 100 {
+        return false;
+    }
+    let mut start = 0;
+    for r in PAGE1_VISIBLE_RANGES {
+        if old[start..r.start] != new[start..r.start] {
+            return false;
+        }
+        start = r.end;
+    }
+    old[start..] == new[start..]
+}
+
+/// True when two images of page 1 differ at most in the change counter and
+/// the version-valid-for number (offsets 24..28 and 92..96), which a restore
+/// rewrites anyway.
+pub fn page1_same_state(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.len() >= 100
+        && a[..24] == b[..24]
+        && a[28..92] == b[28..92]
+        && a[96..] == b[96..]
+}
 
 /// CRC-32C (Castagnoli), the checksum of every header and page slot.
 pub fn crc32c(data: &[u8]) -> u32 {
@@ -176,7 +233,9 @@ impl Header {
             return Err(DecodeError::BadChecksum);
         }
         let version = get_u32(b, 8);
-        if version != FORMAT_VERSION || get_u32(b, 12) != HEADER_SIZE as u32 {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version)
+            || get_u32(b, 12) != HEADER_SIZE as u32
+        {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let h = Header {
@@ -207,7 +266,22 @@ impl Header {
         if h.page_count == 0 {
             return Err(DecodeError::BadLayout("no protected pages"));
         }
+        if h.flags & !KNOWN_FLAGS != 0 {
+            // A flag from a later version may restrict when the generation
+            // can be restored; ignoring it could restore a stale copy.
+            return Err(DecodeError::BadLayout("unknown header flags"));
+        }
         Ok(h)
+    }
+
+    /// Taken before its transaction's commit point (see [`FLAG_PENDING`]).
+    pub fn is_pending(&self) -> bool {
+        self.flags & FLAG_PENDING != 0
+    }
+
+    /// The WAL may hold later commits (see [`FLAG_WAL_AHEAD`]).
+    pub fn wal_ahead(&self) -> bool {
+        self.flags & FLAG_WAL_AHEAD != 0
     }
 
     /// Size of one page slot (page image plus trailer).
@@ -385,6 +459,57 @@ mod tests {
                 "flip of bit {bit} went unnoticed"
             );
         }
+    }
+
+    #[test]
+    fn version_1_headers_still_read_and_unknown_flags_do_not() {
+        let h = sample_header();
+        let mut b = h.encode();
+        put_u32(&mut b, 8, 1);
+        let crc = crc32c(&b[..HEADER_SIZE - 4]);
+        put_u32(&mut b, HEADER_SIZE - 4, crc);
+        assert_eq!(Header::decode(&b).unwrap(), h);
+        put_u32(&mut b, 8, FORMAT_VERSION + 1);
+        let crc = crc32c(&b[..HEADER_SIZE - 4]);
+        put_u32(&mut b, HEADER_SIZE - 4, crc);
+        assert_eq!(
+            Header::decode(&b),
+            Err(DecodeError::UnsupportedVersion(FORMAT_VERSION + 1))
+        );
+        let mut h = sample_header();
+        h.flags = FLAG_PENDING | FLAG_WAL_AHEAD;
+        let decoded = Header::decode(&h.encode()).unwrap();
+        assert!(decoded.is_pending() && decoded.wal_ahead());
+        h.flags = 8;
+        assert!(matches!(
+            Header::decode(&h.encode()),
+            Err(DecodeError::BadLayout(_))
+        ));
+    }
+
+    #[test]
+    fn page1_changes_are_classified_by_what_survives_page_1() {
+        let base: Vec<u8> = (0..512u32).map(|i| (i * 7) as u8).collect();
+        let changed = |at: usize| {
+            let mut p = base.clone();
+            p[at] ^= 0x40;
+            p
+        };
+        // Counter, size, freelist count, valid-for, SQLite version: visible.
+        for at in [24, 27, 28, 31, 36, 39, 92, 99] {
+            assert!(page1_change_is_visible(&base, &changed(at)), "offset {at}");
+        }
+        // Trunk, schema cookie, user_version, header bytes, schema root: not.
+        for at in [0, 18, 32, 35, 40, 43, 60, 91, 100, 511] {
+            assert!(!page1_change_is_visible(&base, &changed(at)), "offset {at}");
+        }
+        assert!(page1_change_is_visible(&base, &base));
+        assert!(!page1_change_is_visible(&base, &base[..256]));
+        // Only the counter and valid-for are the same state.
+        assert!(page1_same_state(&base, &changed(24)));
+        assert!(page1_same_state(&base, &changed(95)));
+        assert!(!page1_same_state(&base, &changed(28)));
+        assert!(!page1_same_state(&base, &changed(96)));
     }
 
     #[test]

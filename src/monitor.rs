@@ -15,7 +15,7 @@
 
 use crate::dbfile::{self, DbHeader};
 use crate::dwrfile::{DwrOpener, OpenMode};
-use crate::format::{Fingerprint, FLAG_WAL};
+use crate::format::{Fingerprint, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD};
 use crate::recovery::{self, DiskPages, Plan};
 use crate::store::{PageSet, Snapshot, Store, SyncPolicy};
 use std::collections::HashMap;
@@ -99,6 +99,15 @@ pub struct Monitor {
     /// The WAL index is mapped through this file (the database is in WAL
     /// mode and the pager has opened the WAL).
     shm_mapped: bool,
+    /// This connection wrote a `PENDING` generation at the database sync of
+    /// the current transaction, and nothing was written since: at the
+    /// commit boundary a header-only update confirms it.
+    tentative: bool,
+    /// The WAL was checkpointed in full and deleted: the next generation
+    /// is taken without `WAL_AHEAD`.
+    wal_retiring: bool,
+    /// `PRAGMA locking_mode=EXCLUSIVE` was seen on this connection.
+    exclusive_locking: bool,
     last_event: Option<String>,
     /// Read-path state (see `heal`).
     read: heal::ReadState,
@@ -142,6 +151,9 @@ impl Monitor {
             lock_level: LOCK_NONE,
             checkpointing: false,
             shm_mapped: false,
+            tentative: false,
+            wal_retiring: false,
+            exclusive_locking: false,
             last_event: None,
             read: heal::ReadState::default(),
         };
@@ -187,13 +199,26 @@ impl Monitor {
     }
 
     /// The database file was synced. In a WAL checkpoint that ends the
-    /// copying of pages, and the copy is brought up to date. In rollback
-    /// mode it does not: the commit point is the journal's deletion, which
-    /// comes later, and a copy taken now could describe a transaction that
-    /// a crash then rolls back. COMMIT_PHASETWO and the unlock follow it.
+    /// copying of pages, and the copy is brought up to date (before the
+    /// checkpoint records its progress, so before a writer can reset the
+    /// WAL). In rollback mode the commit point, the journal's deletion,
+    /// comes later: the copy taken now is marked `PENDING`, since a crash
+    /// before that point rolls the file back, and the commit boundary
+    /// (COMMIT_PHASETWO or the unlock) confirms it. Writing it before the
+    /// commit point leaves no moment at which the file is committed and
+    /// the `-dwr` holds nothing about it.
     pub fn database_synced(&mut self, io: &mut dyn DbIo, warn: Warn) {
         if self.checkpointing {
             self.commit_boundary(io, warn);
+            return;
+        }
+        if self.readonly || !self.is_protected() || !self.dirty || self.lock_level < LOCK_RESERVED {
+            return;
+        }
+        self.page1_written = false;
+        match self.refresh_as(io, FLAG_PENDING) {
+            Ok(wrote) => self.tentative = wrote,
+            Err(e) => self.fail(&e, warn),
         }
     }
 
@@ -216,6 +241,31 @@ impl Monitor {
         }
         if level == LOCK_EXCLUSIVE && previous == LOCK_RESERVED {
             self.repair_if_pending(io, warn);
+        }
+        if level == LOCK_EXCLUSIVE
+            && previous < LOCK_EXCLUSIVE
+            && (!self.shm_mapped || self.exclusive_locking)
+            && self.copy_is_wal_mode()
+        {
+            // locking_mode=EXCLUSIVE in WAL mode takes no WAL write lock at
+            // all (SQLite skips shared-memory locks then); this lock, held
+            // until the connection closes, comes before any frame.
+            self.wal_write_starting(warn);
+        }
+    }
+
+    /// `PRAGMA locking_mode` was set to `mode` on this connection.
+    pub fn note_locking_mode(&mut self, mode: &str) {
+        self.exclusive_locking = mode.trim().eq_ignore_ascii_case("exclusive");
+    }
+
+    /// The copy in memory describes a WAL-mode database (no system call).
+    fn copy_is_wal_mode(&self) -> bool {
+        match &self.protection {
+            Protection::On(store) => store
+                .mirror_header()
+                .is_some_and(|h| h.flags & FLAG_WAL != 0),
+            Protection::Off { .. } => false,
         }
     }
 
@@ -317,12 +367,108 @@ impl Monitor {
             return;
         }
         if !self.dirty {
+            if std::mem::take(&mut self.tentative) {
+                self.confirm_pending(warn);
+            }
             return;
         }
         self.page1_written = false;
+        self.tentative = false;
         if let Err(e) = self.refresh(io) {
             self.fail(&e, warn);
         }
+    }
+
+    /// The commit point of the transaction whose copy was written `PENDING`
+    /// has passed: confirm it with a header-only update.
+    fn confirm_pending(&mut self, warn: Warn) {
+        let Protection::On(store) = &mut self.protection else {
+            return;
+        };
+        if let Err(e) = store.rewrite_flags(0, FLAG_PENDING) {
+            let why = format!("cannot write the -dwr: {e}");
+            self.fail(&why, warn);
+        }
+    }
+
+    /// A write transaction is starting in WAL mode (the WAL write lock, or
+    /// the exclusive lock of `locking_mode=EXCLUSIVE`): before its frames
+    /// can reach the disk, the copy must say that the WAL may hold commits
+    /// it does not, or a checkpoint by a program without metadwr after a
+    /// crash would leave a copy behind the file with nothing to show it.
+    pub fn wal_write_starting(&mut self, warn: Warn) {
+        if self.readonly || !self.is_protected() {
+            return;
+        }
+        let wal_mode = self.shm_mapped;
+        let Protection::On(store) = &mut self.protection else {
+            return;
+        };
+        if let Err(e) = store.refresh() {
+            let why = format!("cannot read the -dwr: {e}");
+            self.fail(&why, warn);
+            return;
+        }
+        let Some(h) = store.mirror_header() else {
+            return;
+        };
+        if !(wal_mode || h.flags & FLAG_WAL != 0) || h.wal_ahead() {
+            return;
+        }
+        if let Err(e) = store.rewrite_flags(FLAG_WAL_AHEAD, 0) {
+            let why = format!("cannot write the -dwr: {e}");
+            self.fail(&why, warn);
+        }
+    }
+
+    /// The WAL write lock is about to be released with the WAL index
+    /// saying the log is empty (a RESTART or TRUNCATE checkpoint, which
+    /// holds that lock, copied every frame into the file): no commit is
+    /// left that the copy lacks, and the lock keeps writers out meanwhile.
+    pub fn wal_emptied(&mut self, warn: Warn) {
+        if self.readonly {
+            return;
+        }
+        let Protection::On(store) = &mut self.protection else {
+            return;
+        };
+        if !store.mirror_header().is_some_and(|h| h.wal_ahead()) {
+            return;
+        }
+        let result = store
+            .refresh()
+            .map_err(|e| format!("cannot read the -dwr: {e}"));
+        let result = result.and_then(|()| {
+            store
+                .rewrite_flags(0, FLAG_WAL_AHEAD)
+                .map_err(|e| format!("cannot write the -dwr: {e}"))
+        });
+        if let Err(why) = result {
+            self.fail(&why, warn);
+        }
+    }
+
+    /// The connection is dropping its last lock. In WAL mode that happens
+    /// when it closes (or leaves WAL mode) after SQLite checkpointed the
+    /// WAL in full and deleted (or emptied) it, still under the exclusive
+    /// lock: no frame is left anywhere, so the copy no longer needs
+    /// `WAL_AHEAD`.
+    pub fn unlocking_fully(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        if self.readonly || self.lock_level != LOCK_EXCLUSIVE {
+            return;
+        }
+        let Protection::On(store) = &self.protection else {
+            return;
+        };
+        if !store.mirror_header().is_some_and(|h| h.wal_ahead()) || wal_has_frames(&self.db_path) {
+            return;
+        }
+        self.wal_retiring = true;
+        self.dirty = true;
+        if let Err(e) = self.refresh(io) {
+            self.fail(&e, warn);
+        }
+        self.wal_retiring = false;
     }
 
     /// Another connection enabled protection while this one was not
@@ -369,14 +515,21 @@ impl Monitor {
         }
     }
 
-    /// Writes a new generation from the file as it is now.
+    /// Writes a new, confirmed generation from the file as it is now.
     fn refresh(&mut self, io: &mut dyn DbIo) -> Result<(), String> {
+        self.refresh_as(io, 0).map(|_| ())
+    }
+
+    /// Writes a new generation from the file as it is now, with `flags`
+    /// (`PENDING` or none) added to those the file's state implies.
+    /// Returns whether a generation was written.
+    fn refresh_as(&mut self, io: &mut dyn DbIo, flags: u32) -> Result<bool, String> {
         let store = self.store()?;
         if !store.is_linked() {
             // Another connection disabled protection and removed the file.
             self.protection = Protection::Off { reason: None };
             self.protected.clear();
-            return Ok(());
+            return Ok(false);
         }
         store
             .refresh()
@@ -423,10 +576,17 @@ impl Monitor {
                     self.freelist_trunks = trunks;
                 }
                 self.freelist_touched = false;
-                if taken.page1_only && self.write_page1_only(&taken.snapshot)? {
-                    return Ok(());
+                let mut snap = taken.snapshot;
+                snap.flags |= flags;
+                if snap.flags & FLAG_WAL != 0 && !self.wal_retiring {
+                    snap.flags |= FLAG_WAL_AHEAD;
                 }
-                Some(self.complete_from_mirror(taken.snapshot, taken.page1_only))
+                if taken.page1_only {
+                    if let Some(wrote) = self.write_page1_only(&snap)? {
+                        return Ok(wrote);
+                    }
+                }
+                Some(self.complete_from_mirror(snap, taken.page1_only))
             }
             Ok(None) => None,
             Err(damage) => {
@@ -434,37 +594,40 @@ impl Monitor {
                 // (it is what a restore needs) and stay protected.
                 self.dirty = false;
                 self.last_event = Some(format!("database damaged, run meta_recover(): {damage}"));
-                return Ok(());
+                return Ok(false);
             }
         };
         let Some(snap) = snapshot else {
             // Empty database: nothing to protect yet.
             self.dirty = false;
-            return Ok(());
+            return Ok(false);
         };
         let store = self.store()?;
-        store
+        let before = store.mirror_generation();
+        let written = store
             .write_generation(&snap)
             .map_err(|e| format!("cannot write the -dwr: {e}"))?;
         self.page_size = snap.page_size;
         self.protected = snap.pages.iter().map(|(p, _)| *p).collect();
         self.after_refresh();
         self.schema_touched = false;
-        Ok(())
+        Ok(before != Some(written))
     }
 
     /// The common commit: page 1 changed, the rest of the schema did not.
-    /// Returns false when the store needs the general path.
-    fn write_page1_only(&mut self, snap: &Snapshot) -> Result<bool, String> {
+    /// Returns `None` when the store needs the general path, else whether
+    /// a generation was written.
+    fn write_page1_only(&mut self, snap: &Snapshot) -> Result<Option<bool>, String> {
         let store = self.store()?;
+        let before = store.mirror_generation();
         let written = store
             .write_page1(&snap.pages[0].1, snap.fingerprint, snap.flags)
             .map_err(|e| format!("cannot write the -dwr: {e}"))?;
-        if written.is_none() {
-            return Ok(false);
-        }
+        let Some(written) = written else {
+            return Ok(None);
+        };
         self.after_refresh();
-        Ok(true)
+        Ok(Some(before != Some(written)))
     }
 
     /// Fills a page-1-only snapshot with the mirror's other pages.
@@ -690,6 +853,16 @@ fn escalate(io: &mut dyn DbIo, held: i32) -> Result<(), String> {
     Ok(())
 }
 
+/// True when `<db>-wal` holds more than its 32-byte header, so frames a
+/// checkpoint has yet to apply may be in it. SQLite deletes the WAL (or,
+/// with `wal_checkpoint(TRUNCATE)` and size limits, empties it) only once
+/// every frame is in the database file.
+pub fn wal_has_frames(db: &Path) -> bool {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-wal");
+    std::fs::symlink_metadata(PathBuf::from(s)).is_ok_and(|m| m.len() > 32)
+}
+
 /// `<db>-dwr`.
 pub fn dwr_path_for(db: &Path) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
@@ -906,5 +1079,9 @@ impl DiskPages for Disk<'_> {
 
     fn read_page(&mut self, pgno: u32, page_size: u32) -> std::io::Result<Vec<u8>> {
         read_page(self.io, pgno, page_size)
+    }
+
+    fn wal_has_frames(&mut self) -> bool {
+        wal_has_frames(self.path)
     }
 }

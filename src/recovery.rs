@@ -25,6 +25,8 @@ pub trait DiskPages {
     fn identity(&mut self) -> std::io::Result<(u64, u64)>;
     /// Reads page `pgno` (1-based) of size `page_size`.
     fn read_page(&mut self, pgno: u32, page_size: u32) -> std::io::Result<Vec<u8>>;
+    /// The database's WAL file holds frames (more than its header).
+    fn wal_has_frames(&mut self) -> bool;
 }
 
 /// The planner's decision.
@@ -44,6 +46,9 @@ pub fn plan(generations: &[Generation], disk: &mut dyn DiskPages) -> Plan {
     if generations.is_empty() {
         return Plan::Refuse("the -dwr holds no valid generation".into());
     }
+    if generations[0].header.is_pending() {
+        return plan_pending(&generations[0], generations.get(1), disk);
+    }
     let mut reasons = Vec::new();
     for (age, g) in generations.iter().enumerate() {
         match evaluate(g, disk, age == 0) {
@@ -55,6 +60,87 @@ pub fn plan(generations: &[Generation], disk: &mut dyn DiskPages) -> Plan {
         "the copy does not match the current state of the database ({})",
         reasons.join("; ")
     ))
+}
+
+/// The newest generation `g` is `PENDING`: its transaction may or may not
+/// have reached its commit point, so the file is in `g`'s state or in the
+/// state of the generation before it, `older` (a crash before the commit
+/// point rolls the file back). Page 1 tells which when it is intact.
+/// Otherwise the two are told apart by the evidence the staleness rule
+/// uses; when both fit the file, and they differ in more than the change
+/// counter, the restore is refused: either could be wrong.
+fn plan_pending(g: &Generation, older: Option<&Generation>, disk: &mut dyn DiskPages) -> Plan {
+    let io = |e: std::io::Error| Plan::Refuse(format!("cannot read the database: {e}"));
+    let disk_p1 = match disk.read_page(1, g.header.page_size) {
+        Ok(p) => p,
+        Err(e) => return io(e),
+    };
+    let on_disk = |c: &Generation| {
+        c.page(1)
+            .is_some_and(|p| p.len() == disk_p1.len() && *p == *disk_p1)
+    };
+    let confirmed_older = older.filter(|o| !o.header.is_pending());
+    let candidate = if on_disk(g) {
+        Some(g)
+    } else {
+        confirmed_older.filter(|o| on_disk(o))
+    };
+    if let Some(c) = candidate {
+        return evaluate(c, disk, true).unwrap_or_else(|why| {
+            Plan::Refuse(format!(
+                "the copy does not match the current state of the database (generation {}: {why})",
+                c.header.generation
+            ))
+        });
+    }
+    let Some(o) = confirmed_older else {
+        return Plan::Refuse(format!(
+            "page 1 is damaged and the newest copy (generation {}) was taken during a commit \
+             that may not have completed, with no confirmed copy of the state before it",
+            g.header.generation
+        ));
+    };
+    if same_state(g, o) {
+        return evaluate(g, disk, true).unwrap_or_else(|why| {
+            Plan::Refuse(format!(
+                "the copy does not match the current state of the database (generation {}: {why})",
+                g.header.generation
+            ))
+        });
+    }
+    match (evaluate(g, disk, true), evaluate(o, disk, true)) {
+        (Ok(plan), Err(_)) | (Err(_), Ok(plan)) => plan,
+        (Ok(_), Ok(_)) => Plan::Refuse(format!(
+            "page 1 is damaged and the newest copy (generation {}) was taken during a commit \
+             that may not have completed; the file fits both it and generation {}, which differ",
+            g.header.generation, o.header.generation
+        )),
+        (Err(a), Err(b)) => Plan::Refuse(format!(
+            "the copy does not match the current state of the database (generation {}: {a}; \
+             generation {}: {b})",
+            g.header.generation, o.header.generation
+        )),
+    }
+}
+
+/// True when restoring either generation gives the same database: the same
+/// pages with the same images, page 1 aside from its change counter.
+fn same_state(a: &Generation, b: &Generation) -> bool {
+    let (fa, fb) = (&a.header.fingerprint, &b.header.fingerprint);
+    a.header.page_size == b.header.page_size
+        && a.pages.len() == b.pages.len()
+        && Fingerprint {
+            change_counter: 0,
+            ..*fa
+        } == Fingerprint {
+            change_counter: 0,
+            ..*fb
+        }
+        && a.pages.iter().all(|(pgno, image)| match b.page(*pgno) {
+            Some(other) if *pgno == 1 => crate::format::page1_same_state(image, other),
+            Some(other) => other == image.as_slice(),
+            None => false,
+        })
 }
 
 /// `newest` is false for an older generation, considered only after the
@@ -104,6 +190,14 @@ fn evaluate(g: &Generation, disk: &mut dyn DiskPages, newest: bool) -> Result<Pl
         }
         // Page 1 cannot vouch for the rest: look for signs of a legitimate
         // writer that did not keep the copy current.
+        if g.header.wal_ahead() && !disk.wal_has_frames() {
+            return Err(
+                "the WAL may have held commits the copy does not have, and it is \
+                 gone or empty: a checkpoint without metadwr may have moved the file past \
+                 the copy"
+                    .into(),
+            );
+        }
         page1_evidence(&disk_pages[&1], copy_p1, fp, ps, max_page)?;
         freelist_evidence(fp, ps, max_page, disk)?;
         for &pgno in &differing {
@@ -266,6 +360,175 @@ pub fn page_crc(page: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::format::{Header, FIRST_DATA_OFFSET, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD};
+
+    const PS: u32 = 512;
+
+    /// A valid page 1 of a one-page database: empty sqlite_schema.
+    fn page1(counter: u32, cookie: u32) -> Vec<u8> {
+        let mut p = vec![0u8; PS as usize];
+        p[..16].copy_from_slice(b"SQLite format 3\0");
+        p[16..18].copy_from_slice(&(PS as u16).to_be_bytes());
+        p[18] = 1;
+        p[19] = 1;
+        p[21..24].copy_from_slice(&[64, 32, 32]);
+        p[24..28].copy_from_slice(&counter.to_be_bytes());
+        p[28..32].copy_from_slice(&1u32.to_be_bytes());
+        p[40..44].copy_from_slice(&cookie.to_be_bytes());
+        p[44..48].copy_from_slice(&4u32.to_be_bytes());
+        p[56..60].copy_from_slice(&1u32.to_be_bytes());
+        p[92..96].copy_from_slice(&counter.to_be_bytes());
+        p[96..100].copy_from_slice(&3_040_001u32.to_be_bytes());
+        p[100] = 0x0d;
+        p[105..107].copy_from_slice(&(PS as u16).to_be_bytes());
+        p
+    }
+
+    fn generation(number: u64, p1: Vec<u8>, file_size: u64, flags: u32) -> Generation {
+        let counter = u32::from_be_bytes(p1[24..28].try_into().unwrap());
+        let cookie = u32::from_be_bytes(p1[40..44].try_into().unwrap());
+        Generation {
+            header: Header {
+                generation: number,
+                page_size: PS,
+                page_count: 1,
+                data_offset: FIRST_DATA_OFFSET,
+                digest: 0,
+                flags,
+                fingerprint: Fingerprint {
+                    change_counter: counter,
+                    db_page_count: 1,
+                    schema_cookie: cookie,
+                    file_size,
+                    dev: 1,
+                    ino: 2,
+                    ..Default::default()
+                },
+            },
+            pages: vec![(1, p1)],
+        }
+    }
+
+    struct FakeDisk {
+        page1: Vec<u8>,
+        size: u64,
+        wal: bool,
+    }
+
+    impl DiskPages for FakeDisk {
+        fn file_size(&mut self) -> std::io::Result<u64> {
+            Ok(self.size)
+        }
+        fn identity(&mut self) -> std::io::Result<(u64, u64)> {
+            Ok((1, 2))
+        }
+        fn read_page(&mut self, pgno: u32, _: u32) -> std::io::Result<Vec<u8>> {
+            assert_eq!(pgno, 1);
+            Ok(self.page1.clone())
+        }
+        fn wal_has_frames(&mut self) -> bool {
+            self.wal
+        }
+    }
+
+    fn destroyed(size: u64) -> FakeDisk {
+        FakeDisk {
+            page1: vec![0u8; PS as usize],
+            size,
+            wal: false,
+        }
+    }
+
+    fn restores(plan: &Plan) -> Option<u64> {
+        match plan {
+            Plan::Restore { generation, pages } if pages == &[1] => Some(*generation),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_pending_generation_is_chosen_by_an_intact_page_1() {
+        let older = generation(4, page1(4, 1), 512, 0);
+        let newer = generation(5, page1(5, 2), 512, FLAG_PENDING);
+        let gens = [newer.clone(), older.clone()];
+        let mut rolled_back = FakeDisk {
+            page1: page1(4, 1),
+            size: 512,
+            wal: false,
+        };
+        assert_eq!(
+            plan(&gens, &mut rolled_back),
+            Plan::Intact { generation: 4 }
+        );
+        let mut committed = FakeDisk {
+            page1: page1(5, 2),
+            size: 512,
+            wal: false,
+        };
+        assert_eq!(plan(&gens, &mut committed), Plan::Intact { generation: 5 });
+    }
+
+    #[test]
+    fn a_pending_generation_over_a_destroyed_page_1() {
+        let older = generation(4, page1(4, 1), 512, 0);
+        // Only the change counter differs: either restore is right.
+        let same = generation(5, page1(5, 1), 512, FLAG_PENDING);
+        assert_eq!(
+            restores(&plan(&[same, older.clone()], &mut destroyed(512))),
+            Some(5)
+        );
+        // The schema cookie differs and nothing on disk tells which: refuse.
+        let other = generation(5, page1(5, 2), 512, FLAG_PENDING);
+        let p = plan(&[other.clone(), older.clone()], &mut destroyed(512));
+        assert!(
+            matches!(&p, Plan::Refuse(why) if why.contains("fits both")),
+            "{p:?}"
+        );
+        // The pending commit grew the file; the file has the older size:
+        // the commit was rolled back.
+        let grown = generation(5, page1(5, 2), 1024, FLAG_PENDING);
+        assert_eq!(
+            restores(&plan(&[grown.clone(), older.clone()], &mut destroyed(512))),
+            Some(4)
+        );
+        assert_eq!(
+            restores(&plan(&[grown.clone(), older], &mut destroyed(1024))),
+            Some(5)
+        );
+        // No confirmed state before it: refuse.
+        let p = plan(std::slice::from_ref(&other), &mut destroyed(512));
+        assert!(
+            matches!(&p, Plan::Refuse(why) if why.contains("no confirmed")),
+            "{p:?}"
+        );
+        let pending_older = generation(4, page1(4, 1), 512, FLAG_PENDING);
+        let p = plan(&[other, pending_older], &mut destroyed(512));
+        assert!(matches!(p, Plan::Refuse(_)), "{p:?}");
+    }
+
+    #[test]
+    fn wal_ahead_needs_the_wal_when_page_1_cannot_vouch() {
+        let g = generation(7, page1(7, 1), 512, FLAG_WAL | FLAG_WAL_AHEAD);
+        let p = plan(std::slice::from_ref(&g), &mut destroyed(512));
+        assert!(
+            matches!(&p, Plan::Refuse(why) if why.contains("WAL")),
+            "{p:?}"
+        );
+        let mut with_wal = destroyed(512);
+        with_wal.wal = true;
+        assert_eq!(
+            restores(&plan(std::slice::from_ref(&g), &mut with_wal)),
+            Some(7)
+        );
+        // An intact page 1 vouches, WAL or not.
+        let mut intact = destroyed(512);
+        intact.page1 = page1(7, 1);
+        assert_eq!(plan(&[g], &mut intact), Plan::Intact { generation: 7 });
+        // Without the flag the WAL does not matter.
+        let plain = generation(7, page1(7, 1), 512, FLAG_WAL);
+        assert_eq!(restores(&plan(&[plain], &mut destroyed(512))), Some(7));
+    }
 
     #[test]
     fn bit_distance_counts_bits() {

@@ -66,11 +66,18 @@ pub fn pragma(
         }),
         "meta_double_write_stats" => Some(Ok(match monitor.stats() {
             Some(s) => format!(
-                "generations={} pages={} bytes={} fsyncs={}",
-                s.generations_written, s.pages_written, s.bytes_written, s.fsyncs
+                "generations={} pages={} bytes={} fsyncs={} flag_updates={}",
+                s.generations_written, s.pages_written, s.bytes_written, s.fsyncs, s.flag_updates
             ),
             None => "disabled".to_string(),
         })),
+        "locking_mode" => {
+            // Only noted; SQLite itself applies it.
+            if let Some(v) = value {
+                monitor.note_locking_mode(v);
+            }
+            None
+        }
         _ => None,
     }
 }

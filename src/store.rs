@@ -14,7 +14,7 @@
 use crate::dwrfile::{DwrFile, DwrOpener, OpenMode, StdOpener};
 use crate::format::{
     self, header_offset, slot_offset, slot_size, DecodeError, Digest, Fingerprint, Header, Trailer,
-    FIRST_DATA_OFFSET, HEADER_SIZE, HEADER_STRIDE, SLOT_TRAILER_SIZE,
+    FIRST_DATA_OFFSET, FLAG_WAL_AHEAD, HEADER_SIZE, HEADER_STRIDE, SLOT_TRAILER_SIZE,
 };
 use std::collections::HashMap;
 use std::io;
@@ -99,7 +99,11 @@ pub struct Scan {
 /// Counters the benchmarks read; cumulative per store.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
+    /// Generations with page content written (see also `flag_updates`).
     pub generations_written: u64,
+    /// Header-only updates: confirmations of `PENDING` generations and
+    /// changes of `WAL_AHEAD`.
+    pub flag_updates: u64,
     pub pages_written: u64,
     pub bytes_written: u64,
     pub fsyncs: u64,
@@ -170,6 +174,9 @@ pub struct Store {
     mirror: Option<Mirror>,
     policy: SyncPolicy,
     updates_since_sync: u32,
+    /// Something was written since the last fsync (a header-only update
+    /// does not count towards `updates_since_sync`, but is synced at close).
+    unsynced: bool,
     last_sync: Instant,
     stats: Stats,
 }
@@ -226,6 +233,7 @@ impl Store {
             mirror: None,
             policy,
             updates_since_sync: 0,
+            unsynced: false,
             last_sync: Instant::now(),
             stats: Stats::default(),
         })
@@ -485,6 +493,7 @@ impl Store {
             ));
         }
         let incremental = matches!(&self.mirror, Some(m) if m.header.page_size == snap.page_size);
+        let invisible = change_is_invisible(self.mirror.as_ref(), snap);
         let before = self.stats.generations_written;
         // Only an update that adds slots (or rewrites all) can grow the file.
         let may_grow = !incremental
@@ -518,7 +527,7 @@ impl Store {
             }
         };
         if self.stats.generations_written != before {
-            self.after_update()?;
+            self.after_update(invisible)?;
         }
         Ok(generation)
     }
@@ -549,6 +558,9 @@ impl Store {
         if page1_same && m.header.fingerprint == fingerprint && m.header.flags == flags {
             return Ok(Some(m.header.generation));
         }
+        let invisible = !format::page1_change_is_visible(&m.slots[0].image, page1)
+            || m.header.fingerprint.freelist_trunk != fingerprint.freelist_trunk
+            || (flags & FLAG_WAL_AHEAD != 0 && !m.header.wal_ahead());
         let mut m = self.mirror.take().unwrap();
         let generation = m.max_generation_seen + 1;
         let result = (|| -> Result<Header, StoreError> {
@@ -581,12 +593,48 @@ impl Store {
                 m.header = header;
                 m.max_generation_seen = generation;
                 self.mirror = Some(m);
-                self.after_update()?;
+                self.after_update(invisible)?;
                 Ok(Some(generation))
             }
             // The mirror is dropped: the next update rescans the file.
             Err(e) => Err(e),
         }
+    }
+
+    /// Writes the mirror's generation again under a new number, with `set`
+    /// flags added and `clear` flags removed: a header-only update that
+    /// selects the same page slots. It lands in the other header slot, so
+    /// the generation it replaces stays readable until it is complete.
+    /// Returns the new generation, or `None` when the flags already are so.
+    /// Setting `WAL_AHEAD` is made durable at once (unless the policy is
+    /// `off`): it must be on disk before the WAL frames it announces.
+    pub fn rewrite_flags(&mut self, set: u32, clear: u32) -> Result<Option<u64>, StoreError> {
+        let Some(m) = &mut self.mirror else {
+            return Err(StoreError::Invalid("no generation to update".into()));
+        };
+        let flags = (m.header.flags | set) & !clear;
+        if flags == m.header.flags {
+            return Ok(None);
+        }
+        let durable = flags & FLAG_WAL_AHEAD != 0 && !m.header.wal_ahead();
+        let header = Header {
+            generation: m.max_generation_seen + 1,
+            flags,
+            ..m.header
+        };
+        if let Err(e) = self.write_header_bytes(&header) {
+            self.mirror = None;
+            return Err(e.into());
+        }
+        self.stats.flag_updates += 1;
+        let m = self.mirror.as_mut().expect("checked above");
+        m.header = header;
+        m.max_generation_seen = header.generation;
+        self.unsynced = true;
+        if durable && self.policy != SyncPolicy::Off {
+            self.sync()?;
+        }
+        Ok(Some(header.generation))
     }
 
     fn write_slot(&mut self, off: u64, image: &[u8], trailer: &Trailer) -> io::Result<()> {
@@ -613,11 +661,16 @@ impl Store {
     }
 
     fn write_header(&mut self, h: &Header) -> io::Result<()> {
+        self.write_header_bytes(h)?;
+        self.stats.generations_written += 1;
+        Ok(())
+    }
+
+    fn write_header_bytes(&mut self, h: &Header) -> io::Result<()> {
         let bytes = h.encode();
         self.file
             .write_all_at(&bytes, header_offset(h.generation % 2))?;
         self.stats.bytes_written += bytes.len() as u64;
-        self.stats.generations_written += 1;
         Ok(())
     }
 
@@ -766,13 +819,20 @@ impl Store {
         Ok(generation)
     }
 
-    fn after_update(&mut self) -> io::Result<()> {
+    /// Counts an update and fsyncs when the policy says so. `invisible`:
+    /// the update changed something the staleness rule cannot see once page
+    /// 1 is destroyed (see [`change_is_invisible`]); under `periodic` it is
+    /// made durable at once, so that a power loss can only lose updates
+    /// whose absence the rule detects.
+    fn after_update(&mut self, invisible: bool) -> io::Result<()> {
         self.updates_since_sync += 1;
+        self.unsynced = true;
         let due = match self.policy {
             SyncPolicy::Off => false,
             SyncPolicy::Full => true,
             SyncPolicy::Periodic => {
-                self.updates_since_sync >= PERIODIC_UPDATES
+                invisible
+                    || self.updates_since_sync >= PERIODIC_UPDATES
                     || self.last_sync.elapsed() >= PERIODIC_INTERVAL
             }
         };
@@ -787,6 +847,7 @@ impl Store {
         self.file.sync()?;
         self.stats.fsyncs += 1;
         self.updates_since_sync = 0;
+        self.unsynced = false;
         self.last_sync = Instant::now();
         Ok(())
     }
@@ -794,7 +855,7 @@ impl Store {
     /// Called when the database file is closed: under the periodic policy,
     /// pending updates are made durable.
     pub fn sync_if_pending(&mut self) -> io::Result<()> {
-        if self.policy != SyncPolicy::Off && self.updates_since_sync > 0 {
+        if self.policy != SyncPolicy::Off && self.unsynced {
             self.sync()?;
         }
         Ok(())
@@ -804,6 +865,36 @@ impl Store {
     pub fn forget_mirror(&mut self) {
         self.mirror = None;
     }
+}
+
+/// True when `snap` differs from the mirror's generation in a way that
+/// leaves no trace once page 1 (and the schema pages) are destroyed: a
+/// schema page, the page set, page 1 outside the fields the staleness rule
+/// checks against the file (`format::page1_change_is_visible`), the first
+/// freelist trunk, or a newly set `WAL_AHEAD`. A copy that lost such an
+/// update to a power loss could be restored as if it were current.
+fn change_is_invisible(mirror: Option<&Mirror>, snap: &Snapshot) -> bool {
+    let Some(m) = mirror else {
+        return true;
+    };
+    if m.header.page_size != snap.page_size
+        || m.slots.len() != snap.pages.len()
+        || m.header.fingerprint.freelist_trunk != snap.fingerprint.freelist_trunk
+        || (snap.flags & FLAG_WAL_AHEAD != 0 && !m.header.wal_ahead())
+    {
+        return true;
+    }
+    snap.pages.iter().any(|(pgno, image)| {
+        let Some(&i) = m.by_pgno.get(pgno) else {
+            return true;
+        };
+        let old = &m.slots[i].image;
+        if *pgno == 1 {
+            !format::page1_change_is_visible(old, image)
+        } else {
+            old != image
+        }
+    })
 }
 
 /// Decides which snapshot page goes to which index. Pages keep their index
@@ -844,6 +935,7 @@ pub use format::valid_page_size;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::FLAG_PENDING;
 
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("metadwr-store-{}-{name}", std::process::id()));
@@ -1126,17 +1218,100 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// A snapshot of page 1 only, `seed`'s image with `counter` as its
+    /// change counter: what a row commit changes.
+    fn counter_snap(seed: u8, counter: u32) -> Snapshot {
+        let mut s = snap(512, &[(1, seed)], counter);
+        s.pages[0].1[24..28].copy_from_slice(&counter.to_be_bytes());
+        s
+    }
+
     #[test]
     fn periodic_policy_syncs_once_per_hundred_updates() {
         let path = tmp("sync");
         let mut s = Store::open(&path, true, SyncPolicy::Periodic).unwrap();
-        for i in 0..250u32 {
-            s.write_generation(&snap(512, &[(1, i as u8)], i)).unwrap();
+        // The first generation is new, hence synced at once.
+        s.write_generation(&counter_snap(1, 0)).unwrap();
+        assert_eq!(s.stats().fsyncs, 1);
+        for i in 1..=250u32 {
+            s.write_generation(&counter_snap(1, i)).unwrap();
         }
-        assert_eq!(s.stats().fsyncs, 2);
-        s.set_policy(SyncPolicy::Full);
-        s.write_generation(&snap(512, &[(1, 1)], 999)).unwrap();
         assert_eq!(s.stats().fsyncs, 3);
+        s.set_policy(SyncPolicy::Full);
+        s.write_generation(&counter_snap(1, 999)).unwrap();
+        assert_eq!(s.stats().fsyncs, 4);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn periodic_policy_syncs_at_once_what_the_staleness_rule_cannot_see() {
+        let path = tmp("sync-invisible");
+        let mut s = Store::open(&path, true, SyncPolicy::Periodic).unwrap();
+        s.write_generation(&counter_snap(1, 0)).unwrap();
+        let base = s.stats().fsyncs;
+        // The schema cookie (offset 40) and a schema page each change state
+        // that no evidence on disk reveals once page 1 is gone.
+        let mut cookie = counter_snap(1, 1);
+        cookie.pages[0].1[40] ^= 1;
+        s.write_generation(&cookie).unwrap();
+        assert_eq!(s.stats().fsyncs, base + 1);
+        let mut with_schema_page = cookie.clone();
+        with_schema_page.pages.push((2, page(512, 9)));
+        s.write_generation(&with_schema_page).unwrap();
+        assert_eq!(s.stats().fsyncs, base + 2);
+        // A new first freelist trunk, too.
+        let mut trunk = with_schema_page.clone();
+        trunk.fingerprint.freelist_trunk = 7;
+        s.write_generation(&trunk).unwrap();
+        assert_eq!(s.stats().fsyncs, base + 3);
+        // A change counter alone waits for the periodic sync.
+        let mut counter = trunk.clone();
+        counter.pages[0].1[24..28].copy_from_slice(&5u32.to_be_bytes());
+        s.write_generation(&counter).unwrap();
+        assert_eq!(s.stats().fsyncs, base + 3);
+        // A header-only confirmation never forces one; setting WAL_AHEAD does.
+        assert!(s.rewrite_flags(FLAG_PENDING, 0).unwrap().is_some());
+        assert!(s.rewrite_flags(0, FLAG_PENDING).unwrap().is_some());
+        assert_eq!(s.stats().fsyncs, base + 3);
+        assert_eq!(s.stats().flag_updates, 2);
+        assert!(s.rewrite_flags(FLAG_WAL_AHEAD, 0).unwrap().is_some());
+        assert_eq!(s.stats().fsyncs, base + 4);
+        assert!(s.rewrite_flags(FLAG_WAL_AHEAD, 0).unwrap().is_none());
+        // Closing syncs what is left.
+        assert!(s.rewrite_flags(0, FLAG_WAL_AHEAD).unwrap().is_some());
+        s.sync_if_pending().unwrap();
+        assert_eq!(s.stats().fsyncs, base + 5);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_flag_update_keeps_the_pages_and_the_previous_header() {
+        let path = tmp("flags");
+        let mut s = Store::open(&path, true, SyncPolicy::Off).unwrap();
+        s.write_generation(&snap(512, &[(1, 1), (2, 2)], 1))
+            .unwrap();
+        let mut pending = snap(512, &[(1, 3), (2, 2)], 2);
+        pending.flags = FLAG_PENDING;
+        let g = s.write_generation(&pending).unwrap();
+        let confirmed = s.rewrite_flags(0, FLAG_PENDING).unwrap().unwrap();
+        assert_eq!(confirmed, g + 1);
+        let scan = Store::open(&path, false, SyncPolicy::Off)
+            .unwrap()
+            .scan()
+            .unwrap();
+        let gens = &scan.generations;
+        assert_eq!(gens.len(), 2);
+        assert_eq!(gens[0].header.generation, confirmed);
+        assert!(!gens[0].header.is_pending());
+        assert_eq!(gens[1].header.generation, g);
+        assert!(gens[1].header.is_pending());
+        assert_eq!(gens[0].pages, gens[1].pages);
+        assert_eq!(gens[0].page(1).unwrap(), page(512, 3).as_slice());
+        // The next update writes around the confirmed generation.
+        s.write_generation(&snap(512, &[(1, 4), (2, 2)], 3))
+            .unwrap();
+        let g = newest(&Store::open(&path, false, SyncPolicy::Off).unwrap());
+        assert_eq!(g.page(1).unwrap(), page(512, 4).as_slice());
         let _ = std::fs::remove_file(&path);
     }
 

@@ -53,6 +53,8 @@ struct OpenDb {
     /// Storage for the real `unix` file, 8-byte aligned.
     real: Box<[u64]>,
     monitor: Monitor,
+    /// Region 0 of the WAL index while it is mapped, else null.
+    shm_region0: *const u8,
 }
 
 impl OpenDb {
@@ -434,7 +436,11 @@ unsafe extern "C" fn shim_open(
             opener,
             &mut log_warning,
         );
-        let mut db = Box::new(OpenDb { real, monitor });
+        let mut db = Box::new(OpenDb {
+            real,
+            monitor,
+            shm_region0: ptr::null(),
+        });
         // SAFETY: the real file is open, so its pMethods is valid.
         let version = unsafe { (*(*db.real()).pMethods).iVersion };
         // SAFETY: `file` has room for a ShimFile (szOsFile >= its size).
@@ -563,6 +569,9 @@ unsafe extern "C" fn shim_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> 
             // The copy must be current before other writers can get in.
             let mut io = db.io();
             db.monitor.commit_boundary(&mut io, &mut log_warning);
+            if level == ffi::SQLITE_LOCK_NONE {
+                db.monitor.unlocking_fully(&mut io, &mut log_warning);
+            }
         }
         let rc = real_call!(db.real(), xUnlock, level);
         if rc == ffi::SQLITE_OK {
@@ -703,11 +712,60 @@ unsafe extern "C" fn shim_shm_map(
         let rc = real_call!(db.real(), xShmMap, region, size, extend, out);
         if rc == ffi::SQLITE_OK {
             db.monitor.set_shm_mapped(true);
+            if region == 0 {
+                // SAFETY: on success xShmMap stored a pointer (possibly null)
+                // in the caller's `out`.
+                db.shm_region0 = unsafe { *out } as *const u8;
+            }
         }
         rc
     })
 }
 
+/// Writers of the WAL hold this shared-memory lock while they append frames.
+/// So does a connection rebuilding the WAL index (recovery), which appends
+/// nothing: [`wal_index_initialised`] tells the two apart.
+const WAL_WRITE_LOCK: c_int = 0;
+
+/// Size of the WAL-index header, which region 0 of the WAL index holds
+/// twice; byte 12 of it (`isInit`) is non-zero once the index is built.
+const WAL_INDEX_HEADER: usize = 48;
+
+/// True when the WAL index in `region0` says the log holds no frame
+/// (`mxFrame`, at offset 16 of the header, native byte order, is 0). False
+/// when no mapping is known.
+fn wal_index_is_empty(region0: *const u8) -> bool {
+    if region0.is_null() {
+        return false;
+    }
+    let mut max_frame = [0u8; 4];
+    for (j, byte) in max_frame.iter_mut().enumerate() {
+        // SAFETY: as in wal_index_initialised; the caller holds the WAL
+        // write lock, so no other connection changes the header.
+        *byte = unsafe { ptr::read_volatile(region0.add(16 + j)) };
+    }
+    u32::from_ne_bytes(max_frame) == 0
+}
+
+/// True unless the WAL index in `region0` is yet to be built: a connection
+/// that takes the WAL write lock then is recovering the index, not about to
+/// append frames. With no mapping known, assume a writer.
+fn wal_index_initialised(region0: *const u8) -> bool {
+    if region0.is_null() {
+        return true;
+    }
+    let mut copies = [[0u8; WAL_INDEX_HEADER]; 2];
+    for (i, copy) in copies.iter_mut().enumerate() {
+        for (j, byte) in copy.iter_mut().enumerate() {
+            // SAFETY: region 0 stays mapped (at least 32 KiB, the WAL-index
+            // page size) until xShmUnmap, which clears the pointer; other
+            // processes may write it, hence the volatile byte reads. This
+            // connection holds the WAL write lock, so the header is stable.
+            *byte = unsafe { ptr::read_volatile(region0.add(i * WAL_INDEX_HEADER + j)) };
+        }
+    }
+    copies[0][12] != 0 && copies[0] == copies[1]
+}
 /// WAL checkpoints hold this shared-memory lock while they copy pages into
 /// the database file.
 const WAL_CKPT_LOCK: c_int = 1;
@@ -724,12 +782,23 @@ unsafe extern "C" fn shim_shm_lock(
         let releasing_checkpoint = flags == (ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE)
             && offset <= WAL_CKPT_LOCK
             && WAL_CKPT_LOCK < offset + n;
+        let releasing_write_lock = flags == (ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE)
+            && offset == WAL_WRITE_LOCK;
+        if releasing_write_lock && wal_index_is_empty(db.shm_region0) {
+            db.monitor.wal_emptied(&mut log_warning);
+        }
         if releasing_checkpoint {
             let mut io = db.io();
             db.monitor.commit_boundary(&mut io, &mut log_warning);
             db.monitor.set_checkpointing(false);
         }
         let rc = real_call!(db.real(), xShmLock, offset, n, flags);
+        let took_write_lock = rc == ffi::SQLITE_OK
+            && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE)
+            && offset == WAL_WRITE_LOCK;
+        if took_write_lock && wal_index_initialised(db.shm_region0) {
+            db.monitor.wal_write_starting(&mut log_warning);
+        }
         let took_checkpoint = rc == ffi::SQLITE_OK
             && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE)
             && offset <= WAL_CKPT_LOCK
@@ -762,6 +831,7 @@ unsafe extern "C" fn shim_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int)
         // SAFETY: file is an open ShimFile (version >= 2).
         let db = unsafe { open_db(file) };
         db.monitor.set_shm_mapped(false);
+        db.shm_region0 = ptr::null();
         real_call!(db.real(), xShmUnmap, delete)
     })
 }

@@ -44,6 +44,11 @@ pub(super) struct ReadState {
     repair_pending: bool,
     /// A healthy page 1 newer than the copy was read: refresh the copy.
     refresh_wanted: bool,
+    /// Page 1 equals the copy's, whose newest generation is `PENDING` and
+    /// not this connection's: its writer stopped between the commit point
+    /// and the confirmation. SQLite rolls a hot journal back before it
+    /// reads page 1, so the commit did happen: confirm it.
+    confirm_wanted: bool,
 }
 
 impl ReadState {
@@ -80,15 +85,55 @@ impl Monitor {
             self.read.refresh_wanted = false;
             self.refresh_while_reading(io, data, warn);
         }
+        if self.read.confirm_wanted {
+            self.read.confirm_wanted = false;
+            self.confirm_while_reading(io, data, warn);
+        }
+    }
+
+    /// Takes the lock that keeps writers of the database file out, without
+    /// waiting: RESERVED in rollback mode (SQLite holds SHARED while it
+    /// reads), the checkpoint lock in WAL mode (checkpointers are the only
+    /// writers of the file). Returns false if it cannot be had.
+    fn lock_out_writers(&mut self, io: &mut dyn DbIo) -> bool {
+        if self.shm_mapped {
+            io.checkpoint_lock(true).is_ok()
+        } else {
+            self.lock_level == LOCK_SHARED && io.lock(super::LOCK_RESERVED).is_ok()
+        }
+    }
+
+    fn let_writers_in(&mut self, io: &mut dyn DbIo) {
+        if self.shm_mapped {
+            let _ = io.checkpoint_lock(false);
+        } else {
+            let _ = io.unlock(LOCK_SHARED);
+        }
+    }
+
+    fn confirm_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8], warn: Warn) {
+        if self.readonly || !self.is_protected() || !self.lock_out_writers(io) {
+            return;
+        }
+        if let Protection::On(store) = &mut self.protection {
+            let still_pending = store.refresh().is_ok()
+                && store.mirror_header().is_some_and(|h| h.is_pending())
+                && store.mirror_page(1) == Some(page1);
+            if still_pending {
+                if let Err(e) = store.rewrite_flags(0, crate::format::FLAG_PENDING) {
+                    let why = format!("cannot write the -dwr: {e}");
+                    self.fail(&why, warn);
+                }
+            }
+        }
+        self.let_writers_in(io);
     }
 
     /// The file moved past the copy (a power loss lost its newest
     /// generation, or a program without metadwr wrote): refresh the copy
     /// now rather than at this connection's next write, so that damage
     /// meeting the file before then finds a current copy. Runs only if the
-    /// lock that keeps writers out can be had without waiting: RESERVED in
-    /// rollback mode (SQLite holds SHARED while it reads), the checkpoint
-    /// lock in WAL mode (checkpointers are the only writers of the file).
+    /// lock that keeps writers out can be had without waiting.
     fn refresh_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8], warn: Warn) {
         if self.readonly || !self.is_protected() {
             return;
@@ -102,12 +147,7 @@ impl Monitor {
         if matches!(store.peek_page1(), Ok(Some(p)) if p == page1) {
             return;
         }
-        let locked = if self.shm_mapped {
-            io.checkpoint_lock(true).is_ok()
-        } else {
-            self.lock_level == LOCK_SHARED && io.lock(super::LOCK_RESERVED).is_ok()
-        };
-        if !locked {
+        if !self.lock_out_writers(io) {
             return;
         }
         self.schema_touched = true;
@@ -115,11 +155,7 @@ impl Monitor {
         if let Err(e) = self.refresh(io) {
             self.fail(&e, warn);
         }
-        if self.shm_mapped {
-            let _ = io.checkpoint_lock(false);
-        } else {
-            let _ = io.unlock(LOCK_SHARED);
-        }
+        self.let_writers_in(io);
     }
 
     /// For a memory-mapped fetch: true when the page must instead be read
@@ -174,6 +210,11 @@ impl Monitor {
         if data[..n] == copy[..n] {
             if n == copy.len() {
                 self.read.trusted = true;
+                self.read.confirm_wanted = !self.tentative
+                    && self
+                        .store_ref()
+                        .and_then(|s| s.mirror_header())
+                        .is_some_and(|h| h.is_pending());
             }
             return Verdict::Fine;
         }
