@@ -126,7 +126,7 @@ class ProtectRecoverTest(MetadwrTestCase):
         conn.execute("CREATE TABLE t(x)")
         self.assertRegex(
             one(conn, "PRAGMA meta_double_write_stats"),
-            r"^generations=\d+ pages=\d+ bytes=\d+ fsyncs=\d+$",
+            r"^generations=\d+ pages=\d+ bytes=\d+ fsyncs=\d+ flag_updates=\d+$",
         )
         self.assertEqual(one(conn, "PRAGMA meta_double_write_sync=full"), "full")
         self.assertRegex(

@@ -232,6 +232,8 @@ pub struct Stats {
     pub pages: u64,
     pub bytes: u64,
     pub fsyncs: u64,
+    /// Header-only updates (confirmations of PENDING generations, WAL_AHEAD).
+    pub flag_updates: u64,
 }
 
 pub fn stats(conn: &Connection) -> Stats {
@@ -248,11 +250,12 @@ pub fn stats(conn: &Connection) -> Stats {
             "pages" => out.pages = v,
             "bytes" => out.bytes = v,
             "fsyncs" => out.fsyncs = v,
+            "flag_updates" => out.flag_updates = v,
             _ => panic!("unexpected key in {s:?}"),
         }
         seen += 1;
     }
-    assert_eq!(seen, 4, "stats answer {s:?}");
+    assert_eq!(seen, 5, "stats answer {s:?}");
     out
 }
 
