@@ -14,7 +14,9 @@
 # journal x synchronous x -dwr sync x page size, workloads of 60
 # transactions), of SIGKILLed writers per journal mode, and /100 the rounds
 # of 4 processes x 2 threads per journal mode. The findings' minimal
-# reproductions (itest/tests/reliability_findings.rs) run in both.
+# reproductions (itest/tests/reliability_findings.rs) run in both, except
+# F1's, which show a documented limit and fail by design (run them with
+# `cargo test --release --test reliability_findings -- --ignored`).
 #
 # Every suite prints a `RELIABILITY test=... crash_points=... kills=...`
 # line; they are collected in build/reliability/<target>.log and summed by
@@ -42,5 +44,5 @@ torture: build
 	cd itest && METADWR_SO=$(CURDIR)/$(SO) \
 	  METADWR_TORTURE_SEED=$(SEED) METADWR_TORTURE_COUNT=$(COUNT) \
 	  METADWR_RELIABILITY_LOG=$(RELIABILITY_DIR)/torture-$(SEED)-$(COUNT).log \
-	  $(CARGO) test --release --no-fail-fast $(RELIABILITY_TESTS) -- --include-ignored --test-threads=2; \
+	  $(CARGO) test --release --no-fail-fast $(RELIABILITY_TESTS) -- --include-ignored --skip f1_ --test-threads=2; \
 	  rc=$$?; cd $(CURDIR) && scripts/reliability-summary.sh $(RELIABILITY_DIR)/torture-$(SEED)-$(COUNT).log; exit $$rc

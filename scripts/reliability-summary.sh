@@ -18,8 +18,8 @@ function val(key,   i, kv) {
   return 0
 }
 BEGIN {
-  n = split("scenarios crash_points faults kills recoveries healed refused wrong_restores wrong_metadwr_first lost sqlite_lost failures", cols, " ")
-  printf "| test | scenarios | crash points | faults injected | process kills | recoveries checked | healed exactly | refused | wrong restores | of which metadwr-first | states lost by metadwr | states lost by SQLite alone | failed checks |\n"
+  n = split("scenarios crash_points faults kills recoveries healed refused refused_plain_first wrong_restores lost sqlite_lost failures", cols, " ")
+  printf "| test | scenarios | crash points | faults injected | process kills | recoveries checked | healed exactly | refused | of which plain-first | wrong restores | states lost by metadwr | states lost by SQLite alone | failed checks |\n"
   printf "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
 }
 {

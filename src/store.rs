@@ -350,7 +350,7 @@ impl Store {
                 return Ok(());
             }
         }
-        let scan = self.scan()?;
+        let scan = self.scan_newest()?;
         self.adopt_scan(scan);
         Ok(())
     }
@@ -376,8 +376,21 @@ impl Store {
         });
     }
 
-    /// Reads and verifies everything in the file.
+    /// Reads and verifies everything in the file: both generations, as the
+    /// recovery planner needs them.
     pub fn scan(&self) -> io::Result<Scan> {
+        self.scan_generations(2)
+    }
+
+    /// Reads and verifies the newest complete generation only: all the
+    /// mirror needs. When both header slots are complete (the usual case,
+    /// and after a confirmation they even select the same slots), this
+    /// reads and checksums the slots once instead of twice.
+    fn scan_newest(&self) -> io::Result<Scan> {
+        self.scan_generations(1)
+    }
+
+    fn scan_generations(&self, wanted: usize) -> io::Result<Scan> {
         let len = self.file.len()?;
         let mut scan = Scan::default();
         let mut headers = Vec::new();
@@ -396,8 +409,11 @@ impl Store {
             }
         }
         headers.sort_by_key(|h| std::cmp::Reverse(h.generation));
+        scan.max_generation_seen = headers.iter().map(|h| h.generation).max().unwrap_or(0);
         for h in headers {
-            scan.max_generation_seen = scan.max_generation_seen.max(h.generation);
+            if scan.generations.len() == wanted {
+                break;
+            }
             match self.read_generation(&h, len) {
                 Ok((generation, selected, max_slot_gen)) => {
                     scan.max_generation_seen = scan.max_generation_seen.max(max_slot_gen);

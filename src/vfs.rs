@@ -183,14 +183,16 @@ impl DwrOpener for VfsOpener {
                 OpenMode::ReadWrite => ffi::SQLITE_OPEN_READWRITE,
                 OpenMode::Create => ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE,
             };
-        if mode != OpenMode::Create || path.exists() {
-            let meta = std::fs::symlink_metadata(path)?;
-            if !meta.is_file() {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.is_file() => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     "not a regular file",
                 ));
             }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == OpenMode::Create => {}
+            Err(e) => return Err(e),
         }
         let name = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
@@ -731,20 +733,20 @@ const WAL_WRITE_LOCK: c_int = 0;
 /// twice; byte 12 of it (`isInit`) is non-zero once the index is built.
 const WAL_INDEX_HEADER: usize = 48;
 
-/// True when the WAL index in `region0` says the log holds no frame
-/// (`mxFrame`, at offset 16 of the header, native byte order, is 0). False
+/// The number of frames the WAL index in `region0` says the log holds
+/// (`mxFrame`, at offset 16 of the header, native byte order), or `None`
 /// when no mapping is known.
-fn wal_index_is_empty(region0: *const u8) -> bool {
+fn wal_index_max_frame(region0: *const u8) -> Option<u32> {
     if region0.is_null() {
-        return false;
+        return None;
     }
     let mut max_frame = [0u8; 4];
     for (j, byte) in max_frame.iter_mut().enumerate() {
-        // SAFETY: as in wal_index_initialised; the caller holds the WAL
+        // SAFETY: as in wal_index_initialised; the callers hold the WAL
         // write lock, so no other connection changes the header.
         *byte = unsafe { ptr::read_volatile(region0.add(16 + j)) };
     }
-    u32::from_ne_bytes(max_frame) == 0
+    Some(u32::from_ne_bytes(max_frame))
 }
 
 /// True unless the WAL index in `region0` is yet to be built: a connection
@@ -784,7 +786,7 @@ unsafe extern "C" fn shim_shm_lock(
             && WAL_CKPT_LOCK < offset + n;
         let releasing_write_lock = flags == (ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE)
             && offset == WAL_WRITE_LOCK;
-        if releasing_write_lock && wal_index_is_empty(db.shm_region0) {
+        if releasing_write_lock && wal_index_max_frame(db.shm_region0) == Some(0) {
             db.monitor.wal_emptied(&mut log_warning);
         }
         if releasing_checkpoint {
@@ -796,7 +798,14 @@ unsafe extern "C" fn shim_shm_lock(
         let took_write_lock = rc == ffi::SQLITE_OK
             && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE)
             && offset == WAL_WRITE_LOCK;
-        if took_write_lock && wal_index_initialised(db.shm_region0) {
+        // Only a write that will put the first frames into an empty WAL
+        // can find the copy without WAL_AHEAD: whoever wrote the frames
+        // already there set it, and it is cleared only while the WAL is
+        // empty. So a write into a WAL with frames costs nothing here.
+        if took_write_lock
+            && wal_index_initialised(db.shm_region0)
+            && wal_index_max_frame(db.shm_region0).is_none_or(|n| n == 0)
+        {
             db.monitor.wal_write_starting(&mut log_warning);
         }
         let took_checkpoint = rc == ffi::SQLITE_OK

@@ -220,8 +220,7 @@ pub struct Tally {
     /// Of `wrong_restores`: after plain SQLite recovered first (finding
     /// F2, docs/reliability.md).
     pub wrong_plain_first: u64,
-    /// Of `refused` and `refused_no_copy`: after plain SQLite recovered
-    /// first. A program without the extension can move the file past the
+    /// Of `refused`: after plain SQLite recovered first. A program without the extension can move the file past the
     /// copy (a WAL checkpoint), and metadwr must then refuse.
     pub refused_plain_first: u64,
     /// Every other failed check, described.
@@ -448,10 +447,10 @@ fn check_variant(
         return;
     }
     let wrong = tally.wrong_restores;
-    let refused = tally.refused + tally.refused_no_copy;
+    let refused = tally.refused;
     destroy_and_reopen(db, &recovered, seed, &what, tally);
     let new_wrong = tally.wrong_restores - wrong;
-    let new_refused = tally.refused + tally.refused_no_copy - refused;
+    let new_refused = tally.refused - refused;
     match variant {
         Variant::MetadwrFirst => tally.wrong_metadwr_first += new_wrong,
         // Finding F2 (fixed): a program without the extension recovered
