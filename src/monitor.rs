@@ -17,7 +17,7 @@ use crate::dbfile::{self, DbHeader};
 use crate::dwrfile::{DwrOpener, OpenMode};
 use crate::format::{Fingerprint, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD};
 use crate::recovery::{self, DiskPages, Plan};
-use crate::store::{PageSet, Snapshot, Store, SyncPolicy};
+use crate::store::{PageFilterSet, Snapshot, Store, SyncPolicy};
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -32,6 +32,7 @@ pub const LOCK_EXCLUSIVE: i32 = 4;
 
 /// An SQLite result code from the underlying file.
 pub type Rc = i32;
+pub const SQLITE_OK: Rc = 0;
 pub const SQLITE_BUSY: Rc = 5;
 
 /// The underlying database file, as the monitor needs it.
@@ -45,6 +46,12 @@ pub trait DbIo {
     fn unlock(&mut self, level: i32) -> Result<(), Rc>;
     /// Takes (or releases) the WAL checkpoint lock, without waiting.
     fn checkpoint_lock(&mut self, take: bool) -> Result<(), Rc>;
+    /// In WAL mode, whether every frame of the WAL is in the database
+    /// file (`nBackfill` ≥ `mxFrame` in the WAL index); `None` without a
+    /// mapped WAL index.
+    fn wal_backfill_complete(&mut self) -> Option<bool> {
+        None
+    }
 }
 
 /// Whether the file is protected.
@@ -73,7 +80,7 @@ pub struct Monitor {
     /// Page size of the last snapshot (0 until one is taken).
     page_size: u32,
     /// Pages of the last snapshot; writes to them (or page 1) make it dirty.
-    protected: PageSet,
+    protected: PageFilterSet,
     /// A write or truncate since the last refresh may have changed a
     /// protected page.
     dirty: bool,
@@ -106,6 +113,9 @@ pub struct Monitor {
     /// The WAL was checkpointed in full and deleted: the next generation
     /// is taken without `WAL_AHEAD`.
     wal_retiring: bool,
+    /// Inside the database sync of a WAL checkpoint, which SQLite runs only
+    /// when it copied every frame: the file is one committed state.
+    checkpoint_complete: bool,
     /// `PRAGMA locking_mode=EXCLUSIVE` was seen on this connection.
     exclusive_locking: bool,
     last_event: Option<String>,
@@ -138,7 +148,7 @@ impl Monitor {
             policy,
             protection: Protection::Off { reason: None },
             page_size: 0,
-            protected: PageSet::default(),
+            protected: PageFilterSet::default(),
             dirty: false,
             schema_touched: false,
             page1_image: None,
@@ -153,6 +163,7 @@ impl Monitor {
             shm_mapped: false,
             tentative: false,
             wal_retiring: false,
+            checkpoint_complete: false,
             exclusive_locking: false,
             last_event: None,
             read: heal::ReadState::default(),
@@ -198,28 +209,90 @@ impl Monitor {
         self.lock_level
     }
 
-    /// The database file was synced. In a WAL checkpoint that ends the
-    /// copying of pages, and the copy is brought up to date (before the
-    /// checkpoint records its progress, so before a writer can reset the
-    /// WAL). In rollback mode the commit point, the journal's deletion,
-    /// comes later: the copy taken now is marked `PENDING`, since a crash
-    /// before that point rolls the file back, and the commit boundary
-    /// (COMMIT_PHASETWO or the unlock) confirms it. Writing it before the
-    /// commit point leaves no moment at which the file is committed and
-    /// the `-dwr` holds nothing about it.
-    pub fn database_synced(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    /// Runs `sync_db`, the database file's own xSync, and does what comes
+    /// with it; returns its result.
+    ///
+    /// In a WAL checkpoint the sync ends the copying of pages, and the copy
+    /// is brought up to date after it (before the checkpoint records its
+    /// progress, so before a writer can reset the WAL).
+    ///
+    /// In rollback mode the commit point, the journal's deletion, comes
+    /// after the sync. The copy of the new state is written now, marked
+    /// `PENDING` (a crash before that point rolls the file back), and the
+    /// commit boundary (COMMIT_PHASETWO or the unlock) confirms it. If the
+    /// policy wants the `-dwr` fsynced, that fsync runs on a helper thread
+    /// while the database file is being synced, so the commit waits for
+    /// the slower of the two instead of both in turn; both are done before
+    /// the journal can be deleted.
+    pub fn around_database_sync(
+        &mut self,
+        io: &mut dyn DbIo,
+        sync_db: &mut dyn FnMut() -> Rc,
+        warn: Warn,
+    ) -> Rc {
         if self.checkpointing {
-            self.commit_boundary(io, warn);
-            return;
+            let rc = sync_db();
+            if rc == SQLITE_OK && self.is_protected() {
+                // The file is one committed state again. An earlier partial
+                // checkpoint, of this connection or another, may have
+                // changed protected pages that this one did not write, and
+                // once the WAL restarts their frames are gone: compare
+                // everything (unchanged pages are not written).
+                self.checkpoint_complete = true;
+                self.dirty = true;
+                self.schema_touched = true;
+                self.commit_boundary(io, warn);
+                self.checkpoint_complete = false;
+            } else if rc == SQLITE_OK {
+                self.commit_boundary(io, warn);
+            }
+            return rc;
         }
         if self.readonly || !self.is_protected() || !self.dirty || self.lock_level < LOCK_RESERVED {
-            return;
+            return sync_db();
         }
         self.page1_written = false;
-        match self.refresh_as(io, FLAG_PENDING) {
-            Ok(wrote) => self.tentative = wrote,
-            Err(e) => self.fail(&e, warn),
+        if let Protection::On(store) = &mut self.protection {
+            store.set_defer_sync(true);
         }
+        let written = self.refresh_as(io, FLAG_PENDING);
+        let store = match &mut self.protection {
+            Protection::On(store) => {
+                store.set_defer_sync(false);
+                Some(store)
+            }
+            Protection::Off { .. } => None,
+        };
+        let (rc, synced) = match (written, store) {
+            (Ok(wrote), Some(store)) => {
+                self.tentative = wrote;
+                if store.take_sync_due() {
+                    let store: &mut Store = store;
+                    std::thread::scope(|scope| {
+                        let helper = scope.spawn(move || store.sync());
+                        let rc = sync_db();
+                        let synced = match helper.join() {
+                            Ok(r) => r.map_err(|e| format!("cannot sync the -dwr: {e}")),
+                            Err(_) => Err("the -dwr sync panicked".to_string()),
+                        };
+                        (rc, synced)
+                    })
+                } else {
+                    (sync_db(), Ok(()))
+                }
+            }
+            (Ok(_), None) => (sync_db(), Ok(())),
+            (Err(e), _) => (sync_db(), Err(e)),
+        };
+        if let Err(why) = synced {
+            self.fail(&why, warn);
+        }
+        if rc != SQLITE_OK {
+            // The commit fails and SQLite rolls it back (or leaves a hot
+            // journal); the pending copy must not be confirmed.
+            self.tentative = false;
+        }
+        rc
     }
 
     pub fn set_checkpointing(&mut self, on: bool) {
@@ -228,6 +301,15 @@ impl Monitor {
 
     pub fn set_shm_mapped(&mut self, on: bool) {
         self.shm_mapped = on;
+    }
+
+    /// A WAL read transaction starts (a read-mark lock is taken). In WAL
+    /// mode the connection keeps its SHARED lock on the database file
+    /// between transactions, so this, not the unlock, is where what the
+    /// last transaction read stops vouching for the copy.
+    #[inline]
+    pub fn wal_read_starting(&mut self) {
+        self.read.forget_trust();
     }
 
     /// Records the lock level after a successful xLock or xUnlock. A
@@ -334,7 +416,7 @@ impl Monitor {
             let pgno = pgno as u32;
             if pgno == 1 {
                 self.dirty = true;
-            } else if self.protected.contains(&pgno) {
+            } else if self.protected.contains(pgno) {
                 self.dirty = true;
                 self.schema_touched = true;
             } else if self.freelist_trunks.contains(&pgno) {
@@ -355,7 +437,18 @@ impl Monitor {
 
     /// A commit boundary: brings the copy up to date if anything protected
     /// changed. Never fails; problems turn protection off.
+    #[inline]
     pub fn commit_boundary(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        // The end of every read transaction comes here: leave at once when
+        // there is nothing to write, confirm or adopt.
+        if !self.dirty && !self.tentative && !self.page1_written {
+            return;
+        }
+        self.commit_boundary_slow(io, warn);
+    }
+
+    #[inline(never)]
+    fn commit_boundary_slow(&mut self, io: &mut dyn DbIo, warn: Warn) {
         if self.readonly {
             return;
         }
@@ -453,10 +546,15 @@ impl Monitor {
     /// WAL in full and deleted (or emptied) it, still under the exclusive
     /// lock: no frame is left anywhere, so the copy no longer needs
     /// `WAL_AHEAD`.
+    #[inline]
     pub fn unlocking_fully(&mut self, io: &mut dyn DbIo, warn: Warn) {
-        if self.readonly || self.lock_level != LOCK_EXCLUSIVE {
-            return;
+        if self.lock_level == LOCK_EXCLUSIVE && !self.readonly {
+            self.retire_wal_if_gone(io, warn);
         }
+    }
+
+    #[inline(never)]
+    fn retire_wal_if_gone(&mut self, io: &mut dyn DbIo, warn: Warn) {
         let Protection::On(store) = &self.protection else {
             return;
         };
@@ -506,6 +604,7 @@ impl Monitor {
         };
         self.protected.clear();
         self.dirty = false;
+        self.tentative = false;
     }
 
     fn store(&mut self) -> Result<&mut Store, String> {
@@ -524,6 +623,16 @@ impl Monitor {
     /// (`PENDING` or none) added to those the file's state implies.
     /// Returns whether a generation was written.
     fn refresh_as(&mut self, io: &mut dyn DbIo, flags: u32) -> Result<bool, String> {
+        // A WAL checkpoint that could not copy every frame (readers held it
+        // back) leaves the database file a mix of states: the pages whose
+        // newest frame it had to leave keep older images, and only the WAL
+        // makes the whole consistent. Readers read the pages it copied from
+        // the file, so the copy follows them; but if the mix does not even
+        // form a valid schema tree, that is not damage: wait for the next
+        // checkpoint (`dirty` stays set).
+        let mixed = self.shm_mapped
+            && !self.checkpoint_complete
+            && io.wal_backfill_complete() == Some(false);
         let store = self.store()?;
         if !store.is_linked() {
             // Another connection disabled protection and removed the file.
@@ -541,7 +650,7 @@ impl Monitor {
             Protection::On(store) => store.mirror_header().is_none_or(|h| {
                 h.page_size == self.page_size
                     && h.page_count as usize == self.protected.len()
-                    && store.mirror_pages().all(|p| self.protected.contains(&p))
+                    && store.mirror_pages().all(|p| self.protected.contains(p))
             }),
             Protection::Off { .. } => true,
         };
@@ -589,6 +698,7 @@ impl Monitor {
                 Some(self.complete_from_mirror(snap, taken.page1_only))
             }
             Ok(None) => None,
+            Err(_) if mixed => return Ok(false),
             Err(damage) => {
                 // The database itself is damaged: keep the copy as it is
                 // (it is what a restore needs) and stay protected.
@@ -861,6 +971,13 @@ pub fn wal_has_frames(db: &Path) -> bool {
     let mut s = db.as_os_str().to_owned();
     s.push("-wal");
     std::fs::symlink_metadata(PathBuf::from(s)).is_ok_and(|m| m.len() > 32)
+}
+
+/// True when `<db>-wal` exists at all.
+pub fn wal_exists(db: &Path) -> bool {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-wal");
+    std::fs::symlink_metadata(PathBuf::from(s)).is_ok()
 }
 
 /// `<db>-dwr`.

@@ -167,6 +167,48 @@ pub type PageSet = std::collections::HashSet<u32, BuildPageHasher>;
 /// A map keyed by page number.
 pub type PageMap<V> = HashMap<u32, V, BuildPageHasher>;
 
+/// A set of page numbers tuned for the read path, where almost every
+/// lookup misses: a 1,024-bit filter (page number mod 1,024) answers most
+/// misses with one bit test before the hash set is consulted.
+#[derive(Debug, Default, Clone)]
+pub struct PageFilterSet {
+    filter: [u64; 16],
+    set: PageSet,
+}
+
+impl PageFilterSet {
+    #[inline]
+    pub fn contains(&self, pgno: u32) -> bool {
+        let bit = (pgno % 1024) as usize;
+        self.filter[bit / 64] & (1 << (bit % 64)) != 0 && self.set.contains(&pgno)
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.filter = [0; 16];
+        self.set.clear();
+    }
+}
+
+impl FromIterator<u32> for PageFilterSet {
+    fn from_iter<I: IntoIterator<Item = u32>>(pages: I) -> Self {
+        let mut out = PageFilterSet::default();
+        for pgno in pages {
+            let bit = (pgno % 1024) as usize;
+            out.filter[bit / 64] |= 1 << (bit % 64);
+            out.set.insert(pgno);
+        }
+        out
+    }
+}
+
 /// An open `-dwr` file.
 pub struct Store {
     file: Box<dyn DwrFile>,
@@ -177,6 +219,10 @@ pub struct Store {
     /// Something was written since the last fsync (a header-only update
     /// does not count towards `updates_since_sync`, but is synced at close).
     unsynced: bool,
+    /// While set, an fsync the policy asks for is not done but noted in
+    /// `sync_due`, for the caller to run alongside the database's own.
+    defer_sync: bool,
+    sync_due: bool,
     last_sync: Instant,
     stats: Stats,
 }
@@ -234,6 +280,8 @@ impl Store {
             policy,
             updates_since_sync: 0,
             unsynced: false,
+            defer_sync: false,
+            sync_due: false,
             last_sync: Instant::now(),
             stats: Stats::default(),
         })
@@ -278,6 +326,17 @@ impl Store {
         let m = self.mirror.as_ref()?;
         let &i = m.by_pgno.get(&pgno)?;
         Some(m.slots[i].image.as_slice())
+    }
+
+    /// The mirror's image of page 1. Page 1 has index 0 in every file this
+    /// code writes, so that is looked at first (the read path asks at every
+    /// transaction); a file written otherwise still answers.
+    #[inline]
+    pub fn mirror_page1(&self) -> Option<&[u8]> {
+        match self.mirror.as_ref()?.slots.first() {
+            Some(slot) if slot.pgno == 1 => Some(slot.image.as_slice()),
+            _ => self.mirror_page(1),
+        }
     }
 
     pub fn mirror_header(&self) -> Option<&Header> {
@@ -852,10 +911,24 @@ impl Store {
                     || self.last_sync.elapsed() >= PERIODIC_INTERVAL
             }
         };
-        if due {
+        if due && self.defer_sync {
+            self.sync_due = true;
+        } else if due {
             self.sync()?;
         }
         Ok(())
+    }
+
+    /// Holds back (or stops holding back) the fsyncs the policy asks for;
+    /// see [`Store::take_sync_due`].
+    pub fn set_defer_sync(&mut self, defer: bool) {
+        self.defer_sync = defer;
+    }
+
+    /// Whether an fsync was held back since the last call; the caller must
+    /// then run [`Store::sync`] before the update is relied on.
+    pub fn take_sync_due(&mut self) -> bool {
+        std::mem::take(&mut self.sync_due)
     }
 
     /// fsyncs the `-dwr` now.
@@ -1240,6 +1313,20 @@ mod tests {
         let mut s = snap(512, &[(1, seed)], counter);
         s.pages[0].1[24..28].copy_from_slice(&counter.to_be_bytes());
         s
+    }
+
+    #[test]
+    fn page_filter_set_answers_like_a_set() {
+        let pages = [1u32, 2, 1025, 4096, 70_000, u32::MAX];
+        let set: PageFilterSet = pages.iter().copied().collect();
+        assert_eq!(set.len(), pages.len());
+        for p in 0..5000u32 {
+            assert_eq!(set.contains(p), pages.contains(&p), "page {p}");
+        }
+        assert!(set.contains(70_000) && set.contains(u32::MAX) && !set.contains(70_001));
+        let mut set = set;
+        set.clear();
+        assert!(set.is_empty() && !set.contains(1));
     }
 
     #[test]

@@ -63,12 +63,13 @@ impl OpenDb {
     }
 
     fn io(&mut self) -> RealIo {
-        RealIo(self.real())
+        RealIo(self.real(), self.shm_region0)
     }
 }
 
 /// Calls on the real file, for the monitor.
-struct RealIo(*mut ffi::sqlite3_file);
+/// Calls on the real file, and region 0 of its WAL index while mapped.
+struct RealIo(*mut ffi::sqlite3_file, *const u8);
 
 macro_rules! real_call {
     ($file:expr, $method:ident $(, $arg:expr)*) => {{
@@ -146,6 +147,11 @@ impl DbIo for RealIo {
             return Err(ffi::SQLITE_IOERR);
         }
         check(real_call!(self.0, xShmLock, WAL_CKPT_LOCK, 1, flags))
+    }
+
+    fn wal_backfill_complete(&mut self) -> Option<bool> {
+        let max_frame = wal_index_max_frame(self.1)?;
+        Some(wal_index_backfill(self.1)? >= max_frame)
     }
 }
 
@@ -533,12 +539,13 @@ unsafe extern "C" fn shim_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_
     guarded(ffi::SQLITE_IOERR_FSYNC, || {
         // SAFETY: file is an open ShimFile.
         let db = unsafe { open_db(file) };
-        let rc = real_call!(db.real(), xSync, flags);
-        if rc == ffi::SQLITE_OK {
-            let mut io = db.io();
-            db.monitor.database_synced(&mut io, &mut log_warning);
-        }
-        rc
+        let real = db.real();
+        let mut io = db.io();
+        db.monitor.around_database_sync(
+            &mut io,
+            &mut || real_call!(real, xSync, flags),
+            &mut log_warning,
+        )
     })
 }
 
@@ -749,6 +756,23 @@ fn wal_index_max_frame(region0: *const u8) -> Option<u32> {
     Some(u32::from_ne_bytes(max_frame))
 }
 
+/// `nBackfill` of the WAL index in `region0` (offset 96, the first field
+/// after the two copies of the header): the frames a checkpoint has copied
+/// into the database file. `None` when no mapping is known.
+fn wal_index_backfill(region0: *const u8) -> Option<u32> {
+    if region0.is_null() {
+        return None;
+    }
+    let mut backfill = [0u8; 4];
+    for (j, byte) in backfill.iter_mut().enumerate() {
+        // SAFETY: as in wal_index_initialised; callers hold the checkpoint
+        // lock (only checkpointers change this field) or read a value whose
+        // staleness errs towards "not complete".
+        *byte = unsafe { ptr::read_volatile(region0.add(2 * WAL_INDEX_HEADER + j)) };
+    }
+    Some(u32::from_ne_bytes(backfill))
+}
+
 /// True unless the WAL index in `region0` is yet to be built: a connection
 /// that takes the WAL write lock then is recovering the index, not about to
 /// append frames. With no mapping known, assume a writer.
@@ -771,6 +795,9 @@ fn wal_index_initialised(region0: *const u8) -> bool {
 /// WAL checkpoints hold this shared-memory lock while they copy pages into
 /// the database file.
 const WAL_CKPT_LOCK: c_int = 1;
+/// The first of the read-mark locks; a reader holds one of them (shared)
+/// for the whole of a read transaction.
+const WAL_READ_LOCK_0: c_int = 3;
 
 unsafe extern "C" fn shim_shm_lock(
     file: *mut ffi::sqlite3_file,
@@ -795,6 +822,12 @@ unsafe extern "C" fn shim_shm_lock(
             db.monitor.set_checkpointing(false);
         }
         let rc = real_call!(db.real(), xShmLock, offset, n, flags);
+        if rc == ffi::SQLITE_OK
+            && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_SHARED)
+            && offset >= WAL_READ_LOCK_0
+        {
+            db.monitor.wal_read_starting();
+        }
         let took_write_lock = rc == ffi::SQLITE_OK
             && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE)
             && offset == WAL_WRITE_LOCK;

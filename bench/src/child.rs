@@ -101,6 +101,8 @@ pub struct Stats {
     pub pages: u64,
     pub bytes: u64,
     pub fsyncs: u64,
+    /// Header-only updates (confirmations of pending generations, WAL_AHEAD).
+    pub flag_updates: u64,
 }
 
 impl Stats {
@@ -117,6 +119,7 @@ impl Stats {
                 "pages" => st.pages = v,
                 "bytes" => st.bytes = v,
                 "fsyncs" => st.fsyncs = v,
+                "flag_updates" => st.flag_updates = v,
                 _ => {}
             }
         }
@@ -128,6 +131,7 @@ impl Stats {
             pages: self.pages - o.pages,
             bytes: self.bytes - o.bytes,
             fsyncs: self.fsyncs - o.fsyncs,
+            flag_updates: self.flag_updates - o.flag_updates,
         }
     }
 }
@@ -489,6 +493,7 @@ pub fn pair(o: &Opts) -> Res<Out> {
     out.put("pages", d.pages);
     out.put("bytes", d.bytes);
     out.put("fsyncs", d.fsyncs);
+    out.put("flag_updates", d.flag_updates);
     drop(sides);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(out)
@@ -587,6 +592,8 @@ pub fn sample(o: &Opts) -> Res<Out> {
         out.put("pages", d.pages);
         out.put("bytes", d.bytes);
         out.put("fsyncs", d.fsyncs);
+        out.put("flag_updates", d.flag_updates);
+    out.put("flag_updates", d.flag_updates);
         let s = status(&conn)?;
         if s != "enabled" {
             return Err(format!("protection status at the end: {s}"));
@@ -680,6 +687,7 @@ pub fn traffic(o: &Opts) -> Res<Out> {
     out.put("pages", d.pages);
     out.put("bytes", d.bytes);
     out.put("fsyncs", d.fsyncs);
+    out.put("flag_updates", d.flag_updates);
     out.put("changed", changed_total);
     out.put("excess_commits", excess);
     out.put("max_pages_one_commit", max_written);

@@ -95,9 +95,17 @@ impl Monitor {
     /// waiting: RESERVED in rollback mode (SQLite holds SHARED while it
     /// reads), the checkpoint lock in WAL mode (checkpointers are the only
     /// writers of the file). Returns false if it cannot be had.
-    fn lock_out_writers(&mut self, io: &mut dyn DbIo) -> bool {
+    ///
+    /// `page1` is the page 1 just read: a WAL database whose WAL index is
+    /// not mapped yet (its first read, before SQLite opens the WAL) gives
+    /// no lock while a WAL file exists, since RESERVED does not keep
+    /// checkpointers out.
+    fn lock_out_writers(&mut self, io: &mut dyn DbIo, page1: &[u8]) -> bool {
         if self.shm_mapped {
-            io.checkpoint_lock(true).is_ok()
+            // Not while this connection checkpoints: it holds the lock.
+            !self.checkpointing && io.checkpoint_lock(true).is_ok()
+        } else if page1.get(18) == Some(&2) && super::wal_exists(&self.db_path) {
+            false
         } else {
             self.lock_level == LOCK_SHARED && io.lock(super::LOCK_RESERVED).is_ok()
         }
@@ -111,8 +119,27 @@ impl Monitor {
         }
     }
 
+    /// In WAL mode checkpointers write the database file under the
+    /// checkpoint lock alone; the planner should not read the file
+    /// half-way through one. Returns `None` when the lock cannot be had at once,
+    /// else whether it was taken here (and must be released).
+    fn hold_checkpoint_lock(&mut self, io: &mut dyn DbIo) -> Option<bool> {
+        if self.checkpointing {
+            return Some(false);
+        }
+        if !self.shm_mapped {
+            // Page 1 of a WAL database is read before SQLite opens the WAL
+            // (it tells whether to), so there is no checkpoint lock to take
+            // yet. The plan is only read here; the repair that writes
+            // re-plans under EXCLUSIVE or the checkpoint lock.
+            return Some(false);
+        }
+        io.checkpoint_lock(true).ok().map(|()| true)
+    }
+
+    #[cold]
     fn confirm_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8], warn: Warn) {
-        if self.readonly || !self.is_protected() || !self.lock_out_writers(io) {
+        if self.readonly || !self.is_protected() || !self.lock_out_writers(io, page1) {
             return;
         }
         if let Protection::On(store) = &mut self.protection {
@@ -134,6 +161,7 @@ impl Monitor {
     /// now rather than at this connection's next write, so that damage
     /// meeting the file before then finds a current copy. Runs only if the
     /// lock that keeps writers out can be had without waiting.
+    #[cold]
     fn refresh_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8], warn: Warn) {
         if self.readonly || !self.is_protected() {
             return;
@@ -147,7 +175,7 @@ impl Monitor {
         if matches!(store.peek_page1(), Ok(Some(p)) if p == page1) {
             return;
         }
-        if !self.lock_out_writers(io) {
+        if !self.lock_out_writers(io, page1) {
             return;
         }
         self.schema_touched = true;
@@ -165,24 +193,41 @@ impl Monitor {
         self.is_protected() && matches!(self.classify(offset, data), Verdict::Suspicious(_))
     }
 
+    /// The fast path, run on every read and fetch: a few comparisons for
+    /// the pages that are not protected (nearly all of them). Everything
+    /// else is out of line, so that this stays small enough to inline.
+    #[inline(always)]
     fn classify(&mut self, offset: u64, data: &[u8]) -> Verdict {
         if offset == COUNTER_OFFSET && data.len() == COUNTER_LEN {
-            if let Some(copy) = self.ensure_mirror().and_then(|s| s.mirror_page(1)) {
-                self.read.trusted = copy[24..40] == *data;
-            }
+            self.note_counter_read(data);
             return Verdict::Fine;
         }
         if offset == 0 && data.len() >= 100 {
             return self.classify_page1(data);
         }
-        let ps = self.page_size as usize;
-        if ps == 0 || data.len() != ps || !offset.is_multiple_of(ps as u64) {
+        let ps = self.page_size as u64;
+        if ps == 0 || data.len() as u64 != ps || offset & (ps - 1) != 0 {
             return Verdict::Fine;
         }
-        let pgno = (offset / ps as u64 + 1) as u32;
-        if !self.protected.contains(&pgno) {
+        let pgno = (offset / ps + 1) as u32;
+        if !self.protected.contains(pgno) {
             return Verdict::Fine;
         }
+        self.classify_protected(pgno, data)
+    }
+
+    /// SQLite reads the change counter and the fields after it at the start
+    /// of every rollback-mode transaction: equal to the copy's, the copy
+    /// describes the file.
+    #[inline(never)]
+    fn note_counter_read(&mut self, data: &[u8]) {
+        if let Some(copy) = self.ensure_mirror().and_then(|s| s.mirror_page1()) {
+            self.read.trusted = copy[24..40] == *data;
+        }
+    }
+
+    #[inline(never)]
+    fn classify_protected(&mut self, pgno: u32, data: &[u8]) -> Verdict {
         let trusted = self.read.trusted;
         let Some(copy) = self.store_ref().and_then(|s| s.mirror_page(pgno)) else {
             return Verdict::Fine;
@@ -202,8 +247,9 @@ impl Monitor {
         }
     }
 
+    #[inline(never)]
     fn classify_page1(&mut self, data: &[u8]) -> Verdict {
-        let Some(copy) = self.ensure_mirror().and_then(|s| s.mirror_page(1)) else {
+        let Some(copy) = self.ensure_mirror().and_then(|s| s.mirror_page1()) else {
             return Verdict::Fine;
         };
         let n = data.len().min(copy.len());
@@ -289,30 +335,58 @@ impl Monitor {
     }
 
     /// The slow path: decide with the planner and serve the copy's image.
+    #[cold]
     fn heal(&mut self, io: &mut dyn DbIo, pgno: u32, offset: u64, data: &mut [u8], warn: Warn) {
         let crc = crc32c(data);
         let Protection::On(store) = &mut self.protection else {
             return;
         };
-        // Another connection may have updated the copy since it was loaded.
+        // Another connection may have updated the copy since it was loaded:
+        // the page may match it now, or no longer belong to the schema at
+        // all (a table dropped, its pages freed and reused).
         if store.refresh().is_ok() {
-            if let Some(copy) = store.mirror_page(pgno) {
-                let start = if pgno == 1 { offset as usize } else { 0 };
-                if copy.get(start..start + data.len()) == Some(&*data) {
-                    self.adopt_mirror_geometry();
-                    return;
+            let settled = match store.mirror_page(pgno) {
+                Some(copy) => {
+                    let start = if pgno == 1 { offset as usize } else { 0 };
+                    copy.get(start..start + data.len()) == Some(&*data)
                 }
+                None => store.mirror_generation().is_some(),
+            };
+            if settled {
+                self.adopt_mirror_geometry();
+                return;
             }
         }
+        if self.lock_level == super::LOCK_NONE || (!self.shm_mapped && self.copy_is_wal_mode()) {
+            // No lock keeps writers out of these bytes (the header SQLite
+            // reads at open, or page 1 of a WAL database before its WAL is
+            // open): a read that raced a write can be torn. Damage reads
+            // the same twice.
+            let mut again = vec![0u8; data.len()];
+            if io.read(&mut again, offset).is_err() || again != *data {
+                return;
+            }
+        }
+        let Some(took_lock) = self.hold_checkpoint_lock(io) else {
+            // A checkpoint is copying pages into the file: what is on disk
+            // now says nothing; pass the bytes on and look again next time.
+            return;
+        };
         let Protection::On(store) = &mut self.protection else {
             return;
         };
-        let scan = match store.scan() {
-            Ok(scan) => scan,
-            Err(_) => return,
-        };
+        let scan = store.scan();
         let db_path = self.db_path.clone();
-        let plan = recovery::plan(&scan.generations, &mut Disk { io, path: &db_path });
+        let plan = scan
+            .as_ref()
+            .ok()
+            .map(|scan| recovery::plan(&scan.generations, &mut Disk { io, path: &db_path }));
+        if took_lock {
+            let _ = io.checkpoint_lock(false);
+        }
+        let (Ok(scan), Some(plan)) = (scan, plan) else {
+            return;
+        };
         match plan {
             Plan::Restore { generation, pages } if pages.contains(&pgno) => {
                 let g = scan
