@@ -593,7 +593,6 @@ pub fn sample(o: &Opts) -> Res<Out> {
         out.put("bytes", d.bytes);
         out.put("fsyncs", d.fsyncs);
         out.put("flag_updates", d.flag_updates);
-    out.put("flag_updates", d.flag_updates);
         let s = status(&conn)?;
         if s != "enabled" {
             return Err(format!("protection status at the end: {s}"));

@@ -914,6 +914,7 @@ fn run_traffic(cfg: &Cfg, specs: &[TrafficSpec]) -> Vec<Json> {
                     "pages",
                     "bytes",
                     "fsyncs",
+                    "flag_updates",
                     "changed",
                     "excess_commits",
                     "max_pages_one_commit",
