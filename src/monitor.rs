@@ -232,19 +232,20 @@ impl Monitor {
     ) -> Rc {
         if self.checkpointing {
             let rc = sync_db();
-            if rc == SQLITE_OK && self.is_protected() {
-                // The file is one committed state again. An earlier partial
-                // checkpoint, of this connection or another, may have
-                // changed protected pages that this one did not write, and
-                // once the WAL restarts their frames are gone: compare
-                // everything (unchanged pages are not written).
-                self.checkpoint_complete = true;
-                self.dirty = true;
-                self.schema_touched = true;
+            if rc == SQLITE_OK {
+                if self.is_protected() {
+                    // The file is one committed state again. An earlier
+                    // partial checkpoint, of this connection or another, may
+                    // have changed protected pages that this one did not
+                    // write, and once the WAL restarts their frames are
+                    // gone: compare everything (unchanged pages are not
+                    // written).
+                    self.checkpoint_complete = true;
+                    self.dirty = true;
+                    self.schema_touched = true;
+                }
                 self.commit_boundary(io, warn);
                 self.checkpoint_complete = false;
-            } else if rc == SQLITE_OK {
-                self.commit_boundary(io, warn);
             }
             return rc;
         }
@@ -475,11 +476,31 @@ impl Monitor {
     /// The commit point of the transaction whose copy was written `PENDING`
     /// has passed: confirm it with a header-only update.
     fn confirm_pending(&mut self, warn: Warn) {
+        self.update_flags(false, 0, FLAG_PENDING, warn);
+    }
+
+    /// A header-only update of the copy's flags (see
+    /// [`Store::rewrite_flags`]), after re-reading the `-dwr` header when
+    /// another connection may have written since (`reload`). A failure
+    /// turns protection off.
+    fn update_flags(&mut self, reload: bool, set: u32, clear: u32, warn: Warn) {
         let Protection::On(store) = &mut self.protection else {
             return;
         };
-        if let Err(e) = store.rewrite_flags(0, FLAG_PENDING) {
-            let why = format!("cannot write the -dwr: {e}");
+        let result = if reload {
+            store
+                .refresh()
+                .map_err(|e| format!("cannot read the -dwr: {e}"))
+        } else {
+            Ok(())
+        };
+        let result = result.and_then(|()| {
+            store
+                .rewrite_flags(set, clear)
+                .map(|_| ())
+                .map_err(|e| format!("cannot write the -dwr: {e}"))
+        });
+        if let Err(why) = result {
             self.fail(&why, warn);
         }
     }
@@ -502,15 +523,11 @@ impl Monitor {
             self.fail(&why, warn);
             return;
         }
-        let Some(h) = store.mirror_header() else {
-            return;
-        };
-        if !(wal_mode || h.flags & FLAG_WAL != 0) || h.wal_ahead() {
-            return;
-        }
-        if let Err(e) = store.rewrite_flags(FLAG_WAL_AHEAD, 0) {
-            let why = format!("cannot write the -dwr: {e}");
-            self.fail(&why, warn);
+        let needed = store
+            .mirror_header()
+            .is_some_and(|h| (wal_mode || h.flags & FLAG_WAL != 0) && !h.wal_ahead());
+        if needed {
+            self.update_flags(false, FLAG_WAL_AHEAD, 0, warn);
         }
     }
 
@@ -522,22 +539,11 @@ impl Monitor {
         if self.readonly {
             return;
         }
-        let Protection::On(store) = &mut self.protection else {
+        let Protection::On(store) = &self.protection else {
             return;
         };
-        if !store.mirror_header().is_some_and(|h| h.wal_ahead()) {
-            return;
-        }
-        let result = store
-            .refresh()
-            .map_err(|e| format!("cannot read the -dwr: {e}"));
-        let result = result.and_then(|()| {
-            store
-                .rewrite_flags(0, FLAG_WAL_AHEAD)
-                .map_err(|e| format!("cannot write the -dwr: {e}"))
-        });
-        if let Err(why) = result {
-            self.fail(&why, warn);
+        if store.mirror_header().is_some_and(|h| h.wal_ahead()) {
+            self.update_flags(true, 0, FLAG_WAL_AHEAD, warn);
         }
     }
 
@@ -963,21 +969,24 @@ fn escalate(io: &mut dyn DbIo, held: i32) -> Result<(), String> {
     Ok(())
 }
 
+/// `<db>-wal`.
+fn wal_path_for(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
 /// True when `<db>-wal` holds more than its 32-byte header, so frames a
 /// checkpoint has yet to apply may be in it. SQLite deletes the WAL (or,
 /// with `wal_checkpoint(TRUNCATE)` and size limits, empties it) only once
 /// every frame is in the database file.
 pub fn wal_has_frames(db: &Path) -> bool {
-    let mut s = db.as_os_str().to_owned();
-    s.push("-wal");
-    std::fs::symlink_metadata(PathBuf::from(s)).is_ok_and(|m| m.len() > 32)
+    std::fs::symlink_metadata(wal_path_for(db)).is_ok_and(|m| m.len() > 32)
 }
 
 /// True when `<db>-wal` exists at all.
 pub fn wal_exists(db: &Path) -> bool {
-    let mut s = db.as_os_str().to_owned();
-    s.push("-wal");
-    std::fs::symlink_metadata(PathBuf::from(s)).is_ok()
+    std::fs::symlink_metadata(wal_path_for(db)).is_ok()
 }
 
 /// `<db>-dwr`.

@@ -740,58 +740,50 @@ const WAL_WRITE_LOCK: c_int = 0;
 /// twice; byte 12 of it (`isInit`) is non-zero once the index is built.
 const WAL_INDEX_HEADER: usize = 48;
 
-/// The number of frames the WAL index in `region0` says the log holds
-/// (`mxFrame`, at offset 16 of the header, native byte order), or `None`
-/// when no mapping is known.
+/// Bytes `at..at + N` of region 0 of the WAL index, or `None` when no
+/// mapping is known.
+fn wal_index_bytes<const N: usize>(region0: *const u8, at: usize) -> Option<[u8; N]> {
+    if region0.is_null() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (j, byte) in out.iter_mut().enumerate() {
+        // SAFETY: region 0 stays mapped (at least 32 KiB, the WAL-index page
+        // size, and every caller reads below 2 * WAL_INDEX_HEADER + 4) until
+        // xShmUnmap, which clears the pointer. Other processes may write it,
+        // hence volatile byte reads; the callers hold the lock under which
+        // the field they read is stable (the WAL write lock for the header,
+        // the checkpoint lock for nBackfill), or read a value whose
+        // staleness errs on the safe side.
+        *byte = unsafe { ptr::read_volatile(region0.add(at + j)) };
+    }
+    Some(out)
+}
+
+/// The number of frames the WAL index says the log holds (`mxFrame`, at
+/// offset 16 of the header, native byte order).
 fn wal_index_max_frame(region0: *const u8) -> Option<u32> {
-    if region0.is_null() {
-        return None;
-    }
-    let mut max_frame = [0u8; 4];
-    for (j, byte) in max_frame.iter_mut().enumerate() {
-        // SAFETY: as in wal_index_initialised; the callers hold the WAL
-        // write lock, so no other connection changes the header.
-        *byte = unsafe { ptr::read_volatile(region0.add(16 + j)) };
-    }
-    Some(u32::from_ne_bytes(max_frame))
+    wal_index_bytes(region0, 16).map(u32::from_ne_bytes)
 }
 
-/// `nBackfill` of the WAL index in `region0` (offset 96, the first field
-/// after the two copies of the header): the frames a checkpoint has copied
-/// into the database file. `None` when no mapping is known.
+/// `nBackfill` of the WAL index (offset 96, the first field after the two
+/// copies of the header): the frames a checkpoint has copied into the
+/// database file.
 fn wal_index_backfill(region0: *const u8) -> Option<u32> {
-    if region0.is_null() {
-        return None;
-    }
-    let mut backfill = [0u8; 4];
-    for (j, byte) in backfill.iter_mut().enumerate() {
-        // SAFETY: as in wal_index_initialised; callers hold the checkpoint
-        // lock (only checkpointers change this field) or read a value whose
-        // staleness errs towards "not complete".
-        *byte = unsafe { ptr::read_volatile(region0.add(2 * WAL_INDEX_HEADER + j)) };
-    }
-    Some(u32::from_ne_bytes(backfill))
+    wal_index_bytes(region0, 2 * WAL_INDEX_HEADER).map(u32::from_ne_bytes)
 }
 
-/// True unless the WAL index in `region0` is yet to be built: a connection
-/// that takes the WAL write lock then is recovering the index, not about to
+/// True unless the WAL index in `region0` is yet to be built (its two
+/// header copies differ, or `isInit`, byte 12, is 0): a connection that
+/// takes the WAL write lock then is recovering the index, not about to
 /// append frames. With no mapping known, assume a writer.
 fn wal_index_initialised(region0: *const u8) -> bool {
-    if region0.is_null() {
-        return true;
+    match wal_index_bytes::<{ 2 * WAL_INDEX_HEADER }>(region0, 0) {
+        None => true,
+        Some(h) => h[12] != 0 && h[..WAL_INDEX_HEADER] == h[WAL_INDEX_HEADER..],
     }
-    let mut copies = [[0u8; WAL_INDEX_HEADER]; 2];
-    for (i, copy) in copies.iter_mut().enumerate() {
-        for (j, byte) in copy.iter_mut().enumerate() {
-            // SAFETY: region 0 stays mapped (at least 32 KiB, the WAL-index
-            // page size) until xShmUnmap, which clears the pointer; other
-            // processes may write it, hence the volatile byte reads. This
-            // connection holds the WAL write lock, so the header is stable.
-            *byte = unsafe { ptr::read_volatile(region0.add(i * WAL_INDEX_HEADER + j)) };
-        }
-    }
-    copies[0][12] != 0 && copies[0] == copies[1]
 }
+
 /// WAL checkpoints hold this shared-memory lock while they copy pages into
 /// the database file.
 const WAL_CKPT_LOCK: c_int = 1;

@@ -274,19 +274,7 @@ fn replay_crash_point() {
     };
     load_over_faultvfs();
     let f: Vec<&str> = spec.split(',').collect();
-    let pick = |v: &str, options: &[&'static str]| -> &'static str {
-        options
-            .iter()
-            .copied()
-            .find(|o| *o == v)
-            .expect("known value")
-    };
-    let cfg = Config {
-        journal: pick(f[0], &["delete", "wal"]),
-        synchronous: pick(f[1], &["NORMAL", "FULL"]),
-        dwr_sync: pick(f[2], &["periodic", "full"]),
-        page_size: f[3].parse().unwrap(),
-    };
+    let cfg = Config::from_fields(&f);
     let r = reference(&cfg, f[4].parse().unwrap(), f[5].parse().unwrap());
     let mut tally = Tally::default();
     crash_run(

@@ -43,7 +43,8 @@ fn reliability_worker() {
     use std::io::Write;
     load_extension();
     let db = std::path::PathBuf::from(param("W_DB"));
-    let cfg = config_from(&param("W_CONFIG"));
+    let label = param("W_CONFIG");
+    let cfg = Config::from_fields(&label.split(',').collect::<Vec<_>>());
     let seed: u64 = param("W_SEED").parse().unwrap();
     let txns = Workload::transactions(seed, TXNS);
     let conn = open_dwr(&db, cfg.dwr_sync).expect("open through metadwr");
@@ -58,30 +59,6 @@ fn reliability_worker() {
     }
     writeln!(out, "DONE").unwrap();
     out.flush().unwrap();
-}
-
-fn config_from(label: &str) -> Config {
-    let parts: Vec<&str> = label.split(',').collect();
-    let pick = |v: &str, options: &[&'static str]| -> &'static str {
-        options
-            .iter()
-            .copied()
-            .find(|o| *o == v)
-            .expect("known value")
-    };
-    Config {
-        journal: pick(parts[0], &["delete", "wal"]),
-        synchronous: pick(parts[1], &["NORMAL", "FULL"]),
-        dwr_sync: pick(parts[2], &["periodic", "full"]),
-        page_size: parts[3].parse().unwrap(),
-    }
-}
-
-fn config_arg(cfg: &Config) -> String {
-    format!(
-        "{},{},{},{}",
-        cfg.journal, cfg.synchronous, cfg.dwr_sync, cfg.page_size
-    )
 }
 
 /// Committed states per (workload seed, page size), computed once.
@@ -110,7 +87,7 @@ fn kill_once(journal: &'static str, rng: &mut Rng, states: &mut States, tally: &
     let db = dir.join("k.db");
     let mut child = spawn_worker(&[
         ("W_DB", db.display().to_string()),
-        ("W_CONFIG", config_arg(&cfg)),
+        ("W_CONFIG", cfg.fields()),
         ("W_SEED", wseed.to_string()),
     ]);
     let stdout = child.stdout.take().unwrap();

@@ -142,16 +142,16 @@ impl Monitor {
         if self.readonly || !self.is_protected() || !self.lock_out_writers(io, page1) {
             return;
         }
-        if let Protection::On(store) = &mut self.protection {
-            let still_pending = store.refresh().is_ok()
-                && store.mirror_header().is_some_and(|h| h.is_pending())
-                && store.mirror_page(1) == Some(page1);
-            if still_pending {
-                if let Err(e) = store.rewrite_flags(0, crate::format::FLAG_PENDING) {
-                    let why = format!("cannot write the -dwr: {e}");
-                    self.fail(&why, warn);
-                }
+        let still_pending = match &mut self.protection {
+            Protection::On(store) => {
+                store.refresh().is_ok()
+                    && store.mirror_header().is_some_and(|h| h.is_pending())
+                    && store.mirror_page(1) == Some(page1)
             }
+            Protection::Off { .. } => false,
+        };
+        if still_pending {
+            self.update_flags(false, 0, crate::format::FLAG_PENDING, warn);
         }
         self.let_writers_in(io);
     }

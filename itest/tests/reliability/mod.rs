@@ -49,6 +49,34 @@ pub struct Config {
 }
 
 impl Config {
+    /// Parses the first four of `fields`: journal, synchronous, -dwr sync
+    /// policy, page size (the form of [`Config::fields`], and the start of a
+    /// `METADWR_REPLAY` specification).
+    pub fn from_fields(fields: &[&str]) -> Config {
+        let pick = |v: &str, options: &[&'static str]| -> &'static str {
+            options
+                .iter()
+                .copied()
+                .find(|o| *o == v)
+                .unwrap_or_else(|| panic!("unknown value {v:?}, expected one of {options:?}"))
+        };
+        Config {
+            journal: pick(fields[0], &["delete", "wal"]),
+            synchronous: pick(fields[1], &["NORMAL", "FULL"]),
+            dwr_sync: pick(fields[2], &["periodic", "full"]),
+            page_size: fields[3].parse().expect("page size"),
+        }
+    }
+
+    /// `journal,synchronous,dwr_sync,page_size`, read by
+    /// [`Config::from_fields`].
+    pub fn fields(&self) -> String {
+        format!(
+            "{},{},{},{}",
+            self.journal, self.synchronous, self.dwr_sync, self.page_size
+        )
+    }
+
     /// journal × synchronous × -dwr sync, the 8 configurations of the suite.
     pub fn all(page_size: u32) -> Vec<Config> {
         let mut v = Vec::new();
