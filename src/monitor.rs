@@ -313,28 +313,50 @@ impl Monitor {
         self.read.forget_trust();
     }
 
-    /// Records the lock level after a successful xLock or xUnlock. A
-    /// pending repair runs when SQLite's own write path takes EXCLUSIVE
-    /// (from RESERVED: never on the way into a hot-journal rollback).
-    pub fn set_lock_level(&mut self, io: &mut dyn DbIo, level: i32, warn: Warn) {
+    /// Records the lock level after a successful xLock. Returns the level
+    /// before when the step needs [`Self::exclusive_taken`].
+    #[inline(always)]
+    pub fn lock_taken(&mut self, level: i32) -> Option<i32> {
         let previous = self.lock_level;
         self.lock_level = level;
-        if level == LOCK_NONE {
-            self.read.forget_trust();
-        }
-        if level == LOCK_EXCLUSIVE && previous == LOCK_RESERVED {
+        (level == LOCK_EXCLUSIVE && previous < LOCK_EXCLUSIVE).then_some(previous)
+    }
+
+    /// EXCLUSIVE was just taken. A pending repair runs when SQLite's own
+    /// write path takes it (from RESERVED: never on the way into a
+    /// hot-journal rollback).
+    pub fn exclusive_taken(&mut self, io: &mut dyn DbIo, previous: i32, warn: Warn) {
+        if previous == LOCK_RESERVED {
             self.repair_if_pending(io, warn);
         }
-        if level == LOCK_EXCLUSIVE
-            && previous < LOCK_EXCLUSIVE
-            && (!self.shm_mapped || self.exclusive_locking)
-            && self.copy_is_wal_mode()
-        {
+        if (!self.shm_mapped || self.exclusive_locking) && self.copy_is_wal_mode() {
             // locking_mode=EXCLUSIVE in WAL mode takes no WAL write lock at
             // all (SQLite skips shared-memory locks then); this lock, held
             // until the connection closes, comes before any frame.
             self.wal_write_starting(warn);
         }
+    }
+
+    /// Records the lock level after a successful xUnlock (to SHARED or
+    /// NONE).
+    #[inline(always)]
+    pub fn lock_released(&mut self, level: i32) {
+        self.lock_level = level;
+        if level == LOCK_NONE {
+            self.read.forget_trust();
+        }
+    }
+
+    /// What must happen before an xUnlock to `level` lets other
+    /// connections in: bring the copy up to date, and at the last unlock
+    /// retire `WAL_AHEAD`. Inlined: usually there is nothing to do.
+    #[inline(always)]
+    pub fn before_unlock(&mut self, level: i32) -> bool {
+        level < self.lock_level
+            && (self.dirty
+                || self.tentative
+                || self.page1_written
+                || (level == LOCK_NONE && self.lock_level == LOCK_EXCLUSIVE && !self.readonly))
     }
 
     /// `PRAGMA locking_mode` was set to `mode` on this connection.
@@ -438,18 +460,12 @@ impl Monitor {
 
     /// A commit boundary: brings the copy up to date if anything protected
     /// changed. Never fails; problems turn protection off.
-    #[inline]
     pub fn commit_boundary(&mut self, io: &mut dyn DbIo, warn: Warn) {
         // The end of every read transaction comes here: leave at once when
         // there is nothing to write, confirm or adopt.
         if !self.dirty && !self.tentative && !self.page1_written {
             return;
         }
-        self.commit_boundary_slow(io, warn);
-    }
-
-    #[inline(never)]
-    fn commit_boundary_slow(&mut self, io: &mut dyn DbIo, warn: Warn) {
         if self.readonly {
             return;
         }
@@ -552,14 +568,12 @@ impl Monitor {
     /// WAL in full and deleted (or emptied) it, still under the exclusive
     /// lock: no frame is left anywhere, so the copy no longer needs
     /// `WAL_AHEAD`.
-    #[inline]
     pub fn unlocking_fully(&mut self, io: &mut dyn DbIo, warn: Warn) {
         if self.lock_level == LOCK_EXCLUSIVE && !self.readonly {
             self.retire_wal_if_gone(io, warn);
         }
     }
 
-    #[inline(never)]
     fn retire_wal_if_gone(&mut self, io: &mut dyn DbIo, warn: Warn) {
         let Protection::On(store) = &self.protection else {
             return;

@@ -179,8 +179,15 @@ pub struct PageFilterSet {
 impl PageFilterSet {
     #[inline]
     pub fn contains(&self, pgno: u32) -> bool {
+        self.may_contain(pgno) && self.set.contains(&pgno)
+    }
+
+    /// The filter alone: false means `pgno` is not in the set; true means
+    /// it may be.
+    #[inline(always)]
+    pub fn may_contain(&self, pgno: u32) -> bool {
         let bit = (pgno % 1024) as usize;
-        self.filter[bit / 64] & (1 << (bit % 64)) != 0 && self.set.contains(&pgno)
+        self.filter[bit / 64] & (1 << (bit % 64)) != 0
     }
 
     pub fn len(&self) -> usize {
@@ -326,6 +333,18 @@ impl Store {
         let m = self.mirror.as_ref()?;
         let &i = m.by_pgno.get(&pgno)?;
         Some(m.slots[i].image.as_slice())
+    }
+
+    /// Bytes 24..40 of the mirror's page 1 (change counter, page count,
+    /// first freelist trunk, freelist count), when page 1 is its first slot
+    /// (always, for copies this crate writes). For the read path.
+    #[inline(always)]
+    pub fn mirror_counter(&self) -> Option<&[u8; 16]> {
+        let slot = self.mirror.as_ref()?.slots.first()?;
+        if slot.pgno != 1 {
+            return None;
+        }
+        slot.image.get(24..40)?.try_into().ok()
     }
 
     /// The mirror's image of page 1. Page 1 has index 0 in every file this

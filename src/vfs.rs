@@ -487,13 +487,62 @@ unsafe extern "C" fn shim_read(
     amt: c_int,
     off: i64,
 ) -> c_int {
+    // The common case, a page no copy watches, is decided before the read
+    // and ends in a tail call. Nothing here can panic, and the functions
+    // it passes the rest to are `extern "C"` and catch their own panics,
+    // so the guard costs no instructions.
     guarded(ffi::SQLITE_IOERR_READ, || {
         // SAFETY: file is an open ShimFile (SQLite only calls methods on open files).
         let db = unsafe { open_db(file) };
+        if amt <= 0 || !db.monitor.read_is_watched(off as u64) {
+            return real_call!(db.real(), xRead, buf, amt, off);
+        }
+        if Monitor::is_counter_read(off as u64, amt as usize) {
+            // SAFETY: the arguments are SQLite's, passed on unchanged.
+            return unsafe { counter_read(file, buf, amt, off) };
+        }
+        // SAFETY: as above.
+        unsafe { watched_read(file, buf, amt, off) }
+    })
+}
+
+/// The change counter read that starts a rollback-mode transaction.
+#[inline(never)]
+unsafe extern "C" fn counter_read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
+    guarded(ffi::SQLITE_IOERR_READ, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
         let rc = real_call!(db.real(), xRead, buf, amt, off);
-        if rc == ffi::SQLITE_OK && db.monitor.is_protected() && amt > 0 {
-            // SAFETY: on success xRead filled all `amt` bytes of `buf`,
-            // which SQLite owns for the duration of this call.
+        if rc == ffi::SQLITE_OK {
+            // SAFETY: on success xRead filled all `amt` (> 0) bytes of `buf`.
+            let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
+            db.monitor.note_counter_read(data);
+        }
+        rc
+    })
+}
+
+/// A read the monitor wants to see: page 1, or a page that may be
+/// protected.
+#[inline(never)]
+unsafe extern "C" fn watched_read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
+    guarded(ffi::SQLITE_IOERR_READ, || {
+        // SAFETY: file is an open ShimFile.
+        let db = unsafe { open_db(file) };
+        let rc = real_call!(db.real(), xRead, buf, amt, off);
+        if rc == ffi::SQLITE_OK {
+            // SAFETY: on success xRead filled all `amt` (> 0) bytes of
+            // `buf`, which SQLite owns for the duration of this call.
             let data = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, amt as usize) };
             let mut io = db.io();
             db.monitor
@@ -563,32 +612,44 @@ unsafe extern "C" fn shim_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_
         let db = unsafe { open_db(file) };
         let rc = real_call!(db.real(), xLock, level);
         if rc == ffi::SQLITE_OK {
-            let mut io = db.io();
-            db.monitor.set_lock_level(&mut io, level, &mut log_warning);
+            if let Some(previous) = db.monitor.lock_taken(level) {
+                exclusive_taken(db, previous);
+            }
         }
         rc
     })
+}
+
+#[inline(never)]
+fn exclusive_taken(db: &mut OpenDb, previous: c_int) {
+    let mut io = db.io();
+    db.monitor
+        .exclusive_taken(&mut io, previous, &mut log_warning);
 }
 
 unsafe extern "C" fn shim_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     guarded(ffi::SQLITE_IOERR_UNLOCK, || {
         // SAFETY: file is an open ShimFile.
         let db = unsafe { open_db(file) };
-        if level < db.monitor.lock_level() {
+        if db.monitor.before_unlock(level) {
             // The copy must be current before other writers can get in.
-            let mut io = db.io();
-            db.monitor.commit_boundary(&mut io, &mut log_warning);
-            if level == ffi::SQLITE_LOCK_NONE {
-                db.monitor.unlocking_fully(&mut io, &mut log_warning);
-            }
+            before_unlock(db, level);
         }
         let rc = real_call!(db.real(), xUnlock, level);
         if rc == ffi::SQLITE_OK {
-            let mut io = db.io();
-            db.monitor.set_lock_level(&mut io, level, &mut log_warning);
+            db.monitor.lock_released(level);
         }
         rc
     })
+}
+
+#[inline(never)]
+fn before_unlock(db: &mut OpenDb, level: c_int) {
+    let mut io = db.io();
+    db.monitor.commit_boundary(&mut io, &mut log_warning);
+    if level == ffi::SQLITE_LOCK_NONE {
+        db.monitor.unlocking_fully(&mut io, &mut log_warning);
+    }
 }
 
 unsafe extern "C" fn shim_check_reserved_lock(
@@ -876,14 +937,34 @@ unsafe extern "C" fn shim_fetch(
     amt: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
+    // As in shim_read: decided before the fetch, a tail call, a free guard.
+    guarded(ffi::SQLITE_IOERR_MMAP, || {
+        // SAFETY: file is an open ShimFile (version 3).
+        let db = unsafe { open_db(file) };
+        if amt <= 0 || !db.monitor.read_is_watched(off as u64) {
+            return real_call!(db.real(), xFetch, off, amt, out);
+        }
+        // SAFETY: the arguments are SQLite's, passed on unchanged.
+        unsafe { watched_fetch(file, off, amt, out) }
+    })
+}
+
+/// A fetch of page 1 or of a page that may be protected.
+#[inline(never)]
+unsafe extern "C" fn watched_fetch(
+    file: *mut ffi::sqlite3_file,
+    off: i64,
+    amt: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
     guarded(ffi::SQLITE_IOERR_MMAP, || {
         // SAFETY: file is an open ShimFile (version 3).
         let db = unsafe { open_db(file) };
         let rc = real_call!(db.real(), xFetch, off, amt, out);
         // SAFETY: `out` is SQLite's result slot; on success it is NULL or
-        // points at `amt` mapped bytes of the file.
+        // points at `amt` (> 0) mapped bytes of the file.
         let page = unsafe { *out };
-        if rc == ffi::SQLITE_OK && !page.is_null() && db.monitor.is_protected() {
+        if rc == ffi::SQLITE_OK && !page.is_null() {
             // SAFETY: as above; the mapping stays valid until xUnfetch.
             let data = unsafe { std::slice::from_raw_parts(page as *const u8, amt as usize) };
             if db.monitor.fetch_is_suspicious(off as u64, data) {
@@ -975,8 +1056,12 @@ macro_rules! forward_vfs {
                 let base = base_vfs(vfs);
                 // SAFETY: base is the live unix VFS; the method is present
                 // because `register` only installs forwarders for methods
-                // the base VFS has.
-                unsafe { (*base).$method.unwrap()(base $(, $arg)*) }
+                // the base VFS has (no unwrap: a forwarder that cannot
+                // panic compiles to a tail call).
+                match unsafe { (*base).$method } {
+                    Some(m) => unsafe { m(base $(, $arg)*) },
+                    None => $default,
+                }
             })
         }
     };

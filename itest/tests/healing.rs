@@ -129,8 +129,10 @@ fn heals_the_whole_schema_tree_wal() {
     );
 }
 
-fn with_mmap(journal: &str) {
-    let what = format!("mmap, {journal}");
+/// `leaf_only`: page 1 stays intact, so the damaged leaf is met by a
+/// memory-mapped fetch that only the protected-page filter can flag.
+fn with_mmap(journal: &str, leaf_only: bool) {
+    let what = format!("mmap, {journal}, leaf only: {leaf_only}");
     let dir = TestDir::new(&what);
     let db = dir.join("m.db");
     let expected = make_protected_schema(&db, journal, 4096, SchemaSize::Medium);
@@ -141,7 +143,8 @@ fn with_mmap(journal: &str) {
         .expect("a schema leaf besides page 1")
         .0;
     let original = std::fs::read(&db).unwrap();
-    let damaged = damage_pages(&db, &[1, leaf], Damage::Random, &mut Rng::new(2300));
+    let damage: &[u32] = if leaf_only { &[leaf] } else { &[1, leaf] };
+    let damaged = damage_pages(&db, damage, Damage::Random, &mut Rng::new(2300));
     let conn = open(&db);
     let mmap: i64 = conn
         .query_row("PRAGMA mmap_size=268435456", [], |r| r.get(0))
@@ -155,12 +158,14 @@ fn with_mmap(journal: &str) {
 
 #[test]
 fn heals_with_mmap_rollback() {
-    with_mmap("delete");
+    with_mmap("delete", false);
+    with_mmap("delete", true);
 }
 
 #[test]
 fn heals_with_mmap_wal() {
-    with_mmap("wal");
+    with_mmap("wal", false);
+    with_mmap("wal", true);
 }
 
 // --- who repairs, and when ------------------------------------------------------

@@ -70,16 +70,65 @@ enum Verdict {
 }
 
 impl Monitor {
-    /// Called with the bytes of a successful read at `offset`; replaces a
-    /// damaged protected page with the copy when the copy provably belongs
-    /// to the file.
-    #[inline]
+    /// The read path's first test, made before SQLite's read or fetch at
+    /// `offset` reaches the file: false when the bytes cannot matter to
+    /// the copy, which is nearly always (one bit of the protected set's
+    /// filter). Inlined into `xRead` and `xFetch`, which then hand the call
+    /// on without looking at the bytes. Page 1, the change counter's page,
+    /// is always watched.
+    #[inline(always)]
+    pub fn read_is_watched(&self, offset: u64) -> bool {
+        if !self.is_protected() {
+            return false;
+        }
+        let ps = self.page_size;
+        if ps == 0 {
+            // No copy in memory yet: the first read, of page 1, loads it.
+            return offset < 100;
+        }
+        if offset < ps as u64 {
+            return true;
+        }
+        // Page sizes are powers of two: a shift, not a division.
+        let pgno = (offset >> ps.trailing_zeros()) as u32 + 1;
+        self.protected.may_contain(pgno)
+    }
+
+    /// The read of the change counter and the fields after it that starts
+    /// every rollback-mode transaction. Kept apart from [`Self::on_read`]
+    /// because it is frequent and cheap.
+    #[inline(always)]
+    pub fn is_counter_read(offset: u64, len: usize) -> bool {
+        offset == COUNTER_OFFSET && len == COUNTER_LEN
+    }
+
+    /// SQLite reads the change counter and the fields after it at the start
+    /// of every rollback-mode transaction: equal to the copy's, the copy
+    /// describes the file.
+    #[inline(always)]
+    pub fn note_counter_read(&mut self, data: &[u8]) {
+        if let Protection::On(store) = &self.protection {
+            if let (Some(copy), Ok(read)) = (store.mirror_counter(), <&[u8; 16]>::try_from(data)) {
+                self.read.trusted = copy == read;
+                return;
+            }
+        }
+        self.note_counter_read_slow(data);
+    }
+
+    /// Called with the bytes of a successful read at `offset` that
+    /// [`Self::read_is_watched`] let through; replaces a damaged protected
+    /// page with the copy when the copy provably belongs to the file.
     pub fn on_read(&mut self, io: &mut dyn DbIo, offset: u64, data: &mut [u8], warn: Warn) {
         if !self.is_protected() {
             return;
         }
         if let Verdict::Suspicious(pgno) = self.classify(offset, data) {
             self.heal(io, pgno, offset, data, warn);
+        }
+        // What classify_page1 asks for needs page 1 in hand.
+        if offset != 0 {
+            return;
         }
         if self.read.refresh_wanted {
             self.read.refresh_wanted = false;
@@ -186,17 +235,23 @@ impl Monitor {
         self.let_writers_in(io);
     }
 
-    /// For a memory-mapped fetch: true when the page must instead be read
-    /// with xRead (which heals); the caller then declines the mapping.
-    #[inline]
+    /// For a memory-mapped fetch that [`Self::read_is_watched`] let
+    /// through: true when the page must instead be read with xRead (which
+    /// heals); the caller then declines the mapping.
     pub fn fetch_is_suspicious(&mut self, offset: u64, data: &[u8]) -> bool {
-        self.is_protected() && matches!(self.classify(offset, data), Verdict::Suspicious(_))
+        if !self.is_protected() {
+            return false;
+        }
+        let verdict = self.classify(offset, data);
+        // A fetch cannot act on these (SQLite never maps page 1); the next
+        // read of page 1 asks again.
+        self.read.refresh_wanted = false;
+        self.read.confirm_wanted = false;
+        matches!(verdict, Verdict::Suspicious(_))
     }
 
-    /// The fast path, run on every read and fetch: a few comparisons for
-    /// the pages that are not protected (nearly all of them). Everything
-    /// else is out of line, so that this stays small enough to inline.
-    #[inline(always)]
+    /// Sorts a read or fetch that [`Self::read_is_watched`] let through:
+    /// page 1, a protected page, or (the filter's false positives) neither.
     fn classify(&mut self, offset: u64, data: &[u8]) -> Verdict {
         if offset == COUNTER_OFFSET && data.len() == COUNTER_LEN {
             self.note_counter_read(data);
@@ -216,13 +271,12 @@ impl Monitor {
         self.classify_protected(pgno, data)
     }
 
-    /// SQLite reads the change counter and the fields after it at the start
-    /// of every rollback-mode transaction: equal to the copy's, the copy
-    /// describes the file.
+    /// The same, when the copy is not in memory yet (or its first slot is
+    /// not page 1).
     #[inline(never)]
-    fn note_counter_read(&mut self, data: &[u8]) {
+    fn note_counter_read_slow(&mut self, data: &[u8]) {
         if let Some(copy) = self.ensure_mirror().and_then(|s| s.mirror_page1()) {
-            self.read.trusted = copy[24..40] == *data;
+            self.read.trusted = copy.get(24..40) == Some(data);
         }
     }
 
