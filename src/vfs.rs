@@ -821,17 +821,30 @@ fn wal_index_bytes<const N: usize>(region0: *const u8, at: usize) -> Option<[u8;
     Some(out)
 }
 
+/// The native-order 32-bit field at `at` (a multiple of 4) of region 0 of
+/// the WAL index, or `None` when no mapping is known.
+fn wal_index_u32(region0: *const u8, at: usize) -> Option<u32> {
+    if region0.is_null() {
+        return None;
+    }
+    debug_assert!(at.is_multiple_of(4) && at + 4 <= 2 * WAL_INDEX_HEADER + 4);
+    // SAFETY: as in wal_index_bytes; region 0 is the start of a mapping or
+    // of a heap block (heap-memory WAL), so `region0 + at` is 4-byte
+    // aligned, and one aligned load cannot tear.
+    Some(unsafe { ptr::read_volatile(region0.add(at).cast::<u32>()) })
+}
+
 /// The number of frames the WAL index says the log holds (`mxFrame`, at
 /// offset 16 of the header, native byte order).
 fn wal_index_max_frame(region0: *const u8) -> Option<u32> {
-    wal_index_bytes(region0, 16).map(u32::from_ne_bytes)
+    wal_index_u32(region0, 16)
 }
 
 /// `nBackfill` of the WAL index (offset 96, the first field after the two
 /// copies of the header): the frames a checkpoint has copied into the
 /// database file.
 fn wal_index_backfill(region0: *const u8) -> Option<u32> {
-    wal_index_bytes(region0, 2 * WAL_INDEX_HEADER).map(u32::from_ne_bytes)
+    wal_index_u32(region0, 2 * WAL_INDEX_HEADER)
 }
 
 /// True unless the WAL index in `region0` is yet to be built (its two
@@ -889,8 +902,8 @@ unsafe extern "C" fn shim_shm_lock(
         // already there set it, and it is cleared only while the WAL is
         // empty. So a write into a WAL with frames costs nothing here.
         if took_write_lock
-            && wal_index_initialised(db.shm_region0)
             && wal_index_max_frame(db.shm_region0).is_none_or(|n| n == 0)
+            && wal_index_initialised(db.shm_region0)
         {
             db.monitor.wal_write_starting(&mut log_warning);
         }

@@ -1,10 +1,13 @@
 //! Healing on the read path.
 //!
-//! Every read of a protected page passes through [`Monitor::on_read`] (and
-//! every memory-mapped fetch through [`Monitor::fetch_is_suspicious`]). The
-//! fast path only compares bytes already in memory: the page as read against
-//! the copy's image, and a structural check of the B-tree page. Reads add no
-//! system call.
+//! Before any read or memory-mapped fetch reaches the file,
+//! [`Monitor::read_is_watched`] decides from the offset alone whether the
+//! page can matter: page 1, or a page the protected set's filter may hold.
+//! Nearly every read is not, and the shim hands it on untouched. A watched
+//! read passes through [`Monitor::on_read`] (a fetch through
+//! [`Monitor::fetch_is_suspicious`]), which only compares bytes already in
+//! memory: the page as read against the copy's image, and a structural check
+//! of the B-tree page. Reads add no system call.
 //!
 //! A read is *suspicious* when the page is structurally damaged, or when it
 //! differs from the copy although the copy claims to describe the current
@@ -271,8 +274,8 @@ impl Monitor {
         self.classify_protected(pgno, data)
     }
 
-    /// The same, when the copy is not in memory yet (or its first slot is
-    /// not page 1).
+    /// [`Self::note_counter_read`] when the copy is not in memory yet (or
+    /// its first slot is not page 1).
     #[inline(never)]
     fn note_counter_read_slow(&mut self, data: &[u8]) {
         if let Some(copy) = self.ensure_mirror().and_then(|s| s.mirror_page1()) {
