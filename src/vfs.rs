@@ -488,47 +488,22 @@ unsafe extern "C" fn shim_read(
     off: i64,
 ) -> c_int {
     // The common case, a page no copy watches, is decided before the read
-    // and ends in a tail call. Nothing here can panic, and the functions
-    // it passes the rest to are `extern "C"` and catch their own panics,
-    // so the guard costs no instructions.
+    // and ends in a tail call. Nothing here can panic, and watched_read is
+    // `extern "C"` and catches its own panics, so the guard costs no
+    // instructions.
     guarded(ffi::SQLITE_IOERR_READ, || {
         // SAFETY: file is an open ShimFile (SQLite only calls methods on open files).
         let db = unsafe { open_db(file) };
         if amt <= 0 || !db.monitor.read_is_watched(off as u64) {
             return real_call!(db.real(), xRead, buf, amt, off);
         }
-        if Monitor::is_counter_read(off as u64, amt as usize) {
-            // SAFETY: the arguments are SQLite's, passed on unchanged.
-            return unsafe { counter_read(file, buf, amt, off) };
-        }
-        // SAFETY: as above.
+        // SAFETY: the arguments are SQLite's, passed on unchanged.
         unsafe { watched_read(file, buf, amt, off) }
     })
 }
 
-/// The change counter read that starts a rollback-mode transaction.
-#[inline(never)]
-unsafe extern "C" fn counter_read(
-    file: *mut ffi::sqlite3_file,
-    buf: *mut c_void,
-    amt: c_int,
-    off: i64,
-) -> c_int {
-    guarded(ffi::SQLITE_IOERR_READ, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
-        let rc = real_call!(db.real(), xRead, buf, amt, off);
-        if rc == ffi::SQLITE_OK {
-            // SAFETY: on success xRead filled all `amt` (> 0) bytes of `buf`.
-            let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
-            db.monitor.note_counter_read(data);
-        }
-        rc
-    })
-}
-
-/// A read the monitor wants to see: page 1, or a page that may be
-/// protected.
+/// A read the monitor wants to see: the change counter read that starts a
+/// rollback-mode transaction, page 1, or a page that may be protected.
 #[inline(never)]
 unsafe extern "C" fn watched_read(
     file: *mut ffi::sqlite3_file,
@@ -544,9 +519,13 @@ unsafe extern "C" fn watched_read(
             // SAFETY: on success xRead filled all `amt` (> 0) bytes of
             // `buf`, which SQLite owns for the duration of this call.
             let data = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, amt as usize) };
-            let mut io = db.io();
-            db.monitor
-                .on_read(&mut io, off as u64, data, &mut log_warning);
+            if Monitor::is_counter_read(off as u64, data.len()) {
+                db.monitor.note_counter_read(data);
+            } else {
+                let mut io = db.io();
+                db.monitor
+                    .on_read(&mut io, off as u64, data, &mut log_warning);
+            }
         }
         rc
     })
