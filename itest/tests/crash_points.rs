@@ -144,7 +144,16 @@ fn crash_run(
         image.mode.unwrap()
     );
     let before = tally.failures.len();
-    check_image(&db, &image, &r.states, &allowed, seed, &what, tally);
+    check_image(
+        &db,
+        &image,
+        &r.states,
+        &allowed,
+        seed,
+        &what,
+        cfg.torn_journal_may_corrupt(),
+        tally,
+    );
     if tally.failures.len() > before && std::env::var_os("METADWR_KEEP").is_some() {
         // Keep the crash image for inspection.
         image.materialise(&db);
