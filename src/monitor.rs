@@ -347,9 +347,11 @@ impl Monitor {
         }
     }
 
-    /// What must happen before an xUnlock to `level` lets other
-    /// connections in: bring the copy up to date, and at the last unlock
-    /// retire `WAL_AHEAD`. Inlined: usually there is nothing to do.
+    /// Whether an xUnlock to `level` needs [`Self::commit_boundary`] or
+    /// [`Self::unlocking_fully`] first (bring the copy up to date before
+    /// other connections get in; retire `WAL_AHEAD` at the last unlock).
+    /// The early-outs of both, combined and inlined: usually there is
+    /// nothing to do.
     #[inline(always)]
     pub fn before_unlock(&mut self, level: i32) -> bool {
         level < self.lock_level
