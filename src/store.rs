@@ -186,8 +186,15 @@ impl PageFilterSet {
     /// it may be.
     #[inline(always)]
     pub fn may_contain(&self, pgno: u32) -> bool {
+        let (word, mask) = Self::filter_bit(pgno);
+        self.filter[word] & mask != 0
+    }
+
+    /// The filter word and bit of `pgno` (page number mod 1,024).
+    #[inline(always)]
+    fn filter_bit(pgno: u32) -> (usize, u64) {
         let bit = (pgno % 1024) as usize;
-        self.filter[bit / 64] & (1 << (bit % 64)) != 0
+        (bit / 64, 1 << (bit % 64))
     }
 
     pub fn len(&self) -> usize {
@@ -208,8 +215,8 @@ impl FromIterator<u32> for PageFilterSet {
     fn from_iter<I: IntoIterator<Item = u32>>(pages: I) -> Self {
         let mut out = PageFilterSet::default();
         for pgno in pages {
-            let bit = (pgno % 1024) as usize;
-            out.filter[bit / 64] |= 1 << (bit % 64);
+            let (word, mask) = Self::filter_bit(pgno);
+            out.filter[word] |= mask;
             out.set.insert(pgno);
         }
         out
@@ -775,17 +782,16 @@ impl Store {
     /// power loss that tears one of them and loses the rest leaves that
     /// older generation as the newest valid one.
     fn write_header_into_other_slot(&mut self, h: &Header) -> io::Result<()> {
-        let bytes = h.encode();
-        self.file
-            .write_all_at(&bytes, header_offset(1 - h.generation % 2))?;
-        self.stats.bytes_written += bytes.len() as u64;
-        Ok(())
+        self.write_header_at(h, 1 - h.generation % 2)
     }
 
     fn write_header_bytes(&mut self, h: &Header) -> io::Result<()> {
+        self.write_header_at(h, h.generation % 2)
+    }
+
+    fn write_header_at(&mut self, h: &Header, which: u64) -> io::Result<()> {
         let bytes = h.encode();
-        self.file
-            .write_all_at(&bytes, header_offset(h.generation % 2))?;
+        self.file.write_all_at(&bytes, header_offset(which))?;
         self.stats.bytes_written += bytes.len() as u64;
         Ok(())
     }
@@ -1499,7 +1505,7 @@ mod tests {
         }
     }
 
-    /// Finding F3: under `periodic`, a generation fsynced by the durability
+    /// Finding F5: under `periodic`, a generation fsynced by the durability
     /// rule (a schema change) could be lost to a later power loss after
     /// all: the updates after it overwrite its header slot without an
     /// fsync, while the other slot still durably holds the generation

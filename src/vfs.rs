@@ -67,8 +67,8 @@ impl OpenDb {
     }
 }
 
-/// Calls on the real file, for the monitor.
-/// Calls on the real file, and region 0 of its WAL index while mapped.
+/// Calls on the real file for the monitor, and region 0 of its WAL index
+/// while mapped.
 struct RealIo(*mut ffi::sqlite3_file, *const u8);
 
 macro_rules! real_call {

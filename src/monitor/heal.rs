@@ -255,11 +255,9 @@ impl Monitor {
 
     /// Sorts a read or fetch that [`Self::read_is_watched`] let through:
     /// page 1, a protected page, or (the filter's false positives) neither.
+    /// The change counter read never comes here: the shim hands it to
+    /// [`Self::note_counter_read`].
     fn classify(&mut self, offset: u64, data: &[u8]) -> Verdict {
-        if offset == COUNTER_OFFSET && data.len() == COUNTER_LEN {
-            self.note_counter_read(data);
-            return Verdict::Fine;
-        }
         if offset == 0 && data.len() >= 100 {
             return self.classify_page1(data);
         }
@@ -267,7 +265,7 @@ impl Monitor {
         if ps == 0 || data.len() as u64 != ps || offset & (ps - 1) != 0 {
             return Verdict::Fine;
         }
-        let pgno = (offset / ps + 1) as u32;
+        let pgno = (offset >> ps.trailing_zeros()) as u32 + 1;
         if !self.protected.contains(pgno) {
             return Verdict::Fine;
         }
