@@ -3,7 +3,7 @@
 .load ./libmetadwr
 .open app.db
 PRAGMA meta_double_write=enabled;
-CREATE TABLE t(a); INSERT INTO t VALUES (1), (2);
+CREATE TABLE t(a); INSERT INTO t VALUES ('first row, with enough text to tell this database from another'), ('second row');
 .shell ls
 .open --readonly app.db
 .vfsname

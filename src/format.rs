@@ -22,15 +22,20 @@
 //!
 //! Every integer is big-endian, like SQLite's own file format.
 
+use crate::identity::{self, FileIdentity};
+
 /// The first eight bytes of every header slot.
 pub const MAGIC: &[u8; 8] = b"MetaDWR\0";
 /// The first four bytes of every slot trailer.
 pub const SLOT_MAGIC: &[u8; 4] = b"DWRP";
 /// Version of the layout described here. Version 2 added the `PENDING` and
 /// `WAL_AHEAD` flags; a version-1 header never carries them and reads the
-/// same. A version-1 reader rejects version-2 headers, so it never restores
-/// a generation whose flags it cannot honour.
-pub const FORMAT_VERSION: u32 = 2;
+/// same. Version 3 added the identity evidence and the witness pages
+/// (bytes 104..164); a version-1 or -2 header reads as a generation without
+/// them, which the staleness rule never restores. An older reader rejects a
+/// newer header, so it never restores a generation whose flags or evidence
+/// it cannot honour.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this code reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Bytes of a header slot that carry data (the rest of the stride is zero).
@@ -126,10 +131,69 @@ pub struct Fingerprint {
     pub freelist_crc: u32,
     /// Size of the database file in bytes.
     pub file_size: u64,
-    /// `st_dev` of the database file.
-    pub dev: u64,
-    /// `st_ino` of the database file.
-    pub ino: u64,
+    /// Which file this is: device, inode, and the evidence that tells a
+    /// recreated file from the original (see `identity`).
+    pub identity: FileIdentity,
+    /// Checksums of a few unprotected pages: what ties the copy to the
+    /// data of the file it was taken from (see [`Witnesses`]).
+    pub witnesses: Witnesses,
+}
+
+/// The most witness pages a header records.
+pub const MAX_WITNESSES: usize = 4;
+
+/// Pages outside the protected set whose checksums a generation records,
+/// as they were when it was taken. A database file that is not the one the
+/// copy was taken from (another database copied over it, an older backup
+/// restored into it) has other bytes there; so does one a program without
+/// metadwr wrote to since. Only pages with enough content to tell two
+/// databases apart are chosen (see `witness_worthy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Witnesses {
+    len: u8,
+    pages: [(u32, u32); MAX_WITNESSES],
+}
+
+impl Witnesses {
+    /// `(page number, CRC-32C of the page)`, in recording order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.pages[..self.len as usize].iter().copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn contains(&self, pgno: u32) -> bool {
+        self.iter().any(|(p, _)| p == pgno)
+    }
+
+    /// Adds a witness unless the page is already one or the list is full.
+    /// Returns whether it was added.
+    pub fn push(&mut self, pgno: u32, crc: u32) -> bool {
+        if pgno == 0 || self.len() == MAX_WITNESSES || self.contains(pgno) {
+            return false;
+        }
+        self.pages[self.len as usize] = (pgno, crc);
+        self.len += 1;
+        true
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len() == MAX_WITNESSES
+    }
+}
+
+/// True when `page` carries enough content to tell two databases apart:
+/// an empty or nearly empty B-tree page looks the same in every database
+/// with that page size, so it proves nothing about which file it is in.
+pub fn witness_worthy(page: &[u8]) -> bool {
+    const MIN_NONZERO_BYTES: usize = 32;
+    page.iter().filter(|&&b| b != 0).count() >= MIN_NONZERO_BYTES
 }
 
 /// One decoded header slot.
@@ -214,8 +278,17 @@ impl Header {
         put_u32(&mut b, 72, fp.schema_cookie);
         put_u32(&mut b, 76, fp.freelist_crc);
         put_u64(&mut b, 80, fp.file_size);
-        put_u64(&mut b, 88, fp.dev);
-        put_u64(&mut b, 96, fp.ino);
+        let id = &fp.identity;
+        put_u64(&mut b, 88, id.dev);
+        put_u64(&mut b, 96, id.ino);
+        put_u32(&mut b, 104, id.evidence);
+        put_u64(&mut b, 112, id.birth_ns);
+        put_u64(&mut b, 120, id.handle);
+        put_u32(&mut b, 128, fp.witnesses.len() as u32);
+        for (i, (pgno, crc)) in fp.witnesses.iter().enumerate() {
+            put_u32(&mut b, 132 + 8 * i, pgno);
+            put_u32(&mut b, 136 + 8 * i, crc);
+        }
         let crc = crc32c(&b[..HEADER_SIZE - 4]);
         put_u32(&mut b, HEADER_SIZE - 4, crc);
         b
@@ -238,7 +311,7 @@ impl Header {
         {
             return Err(DecodeError::UnsupportedVersion(version));
         }
-        let h = Header {
+        let mut h = Header {
             generation: get_u64(b, 16),
             page_size: get_u32(b, 24),
             page_count: get_u32(b, 28),
@@ -253,10 +326,36 @@ impl Header {
                 schema_cookie: get_u32(b, 72),
                 freelist_crc: get_u32(b, 76),
                 file_size: get_u64(b, 80),
-                dev: get_u64(b, 88),
-                ino: get_u64(b, 96),
+                identity: FileIdentity {
+                    dev: get_u64(b, 88),
+                    ino: get_u64(b, 96),
+                    ..FileIdentity::default()
+                },
+                witnesses: Witnesses::default(),
             },
         };
+        if version >= 3 {
+            let id = &mut h.fingerprint.identity;
+            id.evidence = get_u32(b, 104);
+            id.birth_ns = get_u64(b, 112);
+            id.handle = get_u64(b, 120);
+            if id.evidence & !(identity::HAS_BIRTH | identity::HAS_HANDLE) != 0 {
+                return Err(DecodeError::BadLayout("unknown identity evidence"));
+            }
+            let count = get_u32(b, 128) as usize;
+            if count > MAX_WITNESSES {
+                return Err(DecodeError::BadLayout("too many witness pages"));
+            }
+            for i in 0..count {
+                if !h
+                    .fingerprint
+                    .witnesses
+                    .push(get_u32(b, 132 + 8 * i), get_u32(b, 136 + 8 * i))
+                {
+                    return Err(DecodeError::BadLayout("invalid witness page"));
+                }
+            }
+        }
         if !valid_page_size(h.page_size) {
             return Err(DecodeError::BadPageSize(h.page_size));
         }
@@ -377,17 +476,34 @@ impl Trailer {
     }
 }
 
+/// FNV-1a 64 (offset basis 0xcbf29ce484222325, prime 0x100000001b3).
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
 /// FNV-1a 64 over the trailers a generation selects, in index order. It binds
 /// the header to exactly one set of page slots: a header whose slots were not
 /// all persisted (power loss under a relaxed sync policy) fails to match.
-#[derive(Debug, Clone, Copy)]
-pub struct Digest(u64);
-
-impl Default for Digest {
-    fn default() -> Self {
-        Digest(0xcbf2_9ce4_8422_2325)
-    }
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Digest(Fnv64);
 
 impl Digest {
     pub fn add(&mut self, t: &Trailer) {
@@ -396,14 +512,11 @@ impl Digest {
         put_u32(&mut bytes, 4, t.pgno);
         put_u64(&mut bytes, 8, t.generation);
         put_u32(&mut bytes, 16, t.crc);
-        for b in bytes {
-            self.0 ^= b as u64;
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        self.0.write(&bytes);
     }
 
     pub fn finish(self) -> u64 {
-        self.0
+        self.0.finish()
     }
 }
 
@@ -427,10 +540,64 @@ mod tests {
                 schema_cookie: 3,
                 freelist_crc: 0,
                 file_size: 40960,
-                dev: 2049,
-                ino: 123456,
+                identity: FileIdentity {
+                    dev: 2049,
+                    ino: 123456,
+                    evidence: identity::HAS_BIRTH | identity::HAS_HANDLE,
+                    birth_ns: 1_780_000_000_123_456_789,
+                    handle: 0x0bad_cafe_f00d_d00d,
+                },
+                witnesses: {
+                    let mut w = Witnesses::default();
+                    w.push(17, 0xdead_beef);
+                    w.push(3, 1);
+                    w
+                },
             },
         }
+    }
+
+    #[test]
+    fn version_2_headers_read_without_identity_evidence_or_witnesses() {
+        let h = sample_header();
+        let mut b = h.encode();
+        put_u32(&mut b, 8, 2);
+        b[104..252].fill(0);
+        let crc = crc32c(&b[..HEADER_SIZE - 4]);
+        put_u32(&mut b, HEADER_SIZE - 4, crc);
+        let old = Header::decode(&b).unwrap();
+        assert_eq!(old.fingerprint.identity.evidence, 0);
+        assert_eq!(old.fingerprint.identity.ino, 123456);
+        assert!(old.fingerprint.witnesses.is_empty());
+    }
+
+    #[test]
+    fn witness_lists_are_bounded_and_checked() {
+        let mut w = Witnesses::default();
+        assert!(!w.push(0, 1), "page 0 does not exist");
+        for p in 2..2 + MAX_WITNESSES as u32 {
+            assert!(w.push(p, p));
+        }
+        assert!(!w.push(99, 1), "full");
+        assert!(!w.push(2, 5), "no duplicates");
+        let mut h = sample_header();
+        h.fingerprint.witnesses = w;
+        assert_eq!(Header::decode(&h.encode()).unwrap(), h);
+        // A count past the maximum, or a duplicate, is not a valid header.
+        for (at, value) in [(128, MAX_WITNESSES as u32 + 1), (140, 2)] {
+            let mut b = h.encode();
+            put_u32(&mut b, at, value);
+            let crc = crc32c(&b[..HEADER_SIZE - 4]);
+            put_u32(&mut b, HEADER_SIZE - 4, crc);
+            assert!(matches!(Header::decode(&b), Err(DecodeError::BadLayout(_))));
+        }
+        assert!(!witness_worthy(&[0u8; 4096]));
+        let mut empty_leaf = vec![0u8; 4096];
+        empty_leaf[0] = 0x0d;
+        empty_leaf[5] = 0x10;
+        assert!(!witness_worthy(&empty_leaf));
+        let rows: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        assert!(witness_worthy(&rows));
     }
 
     #[test]
@@ -468,7 +635,14 @@ mod tests {
         put_u32(&mut b, 8, 1);
         let crc = crc32c(&b[..HEADER_SIZE - 4]);
         put_u32(&mut b, HEADER_SIZE - 4, crc);
-        assert_eq!(Header::decode(&b).unwrap(), h);
+        // Version 1 reads as version 3 without identity evidence and
+        // witnesses (the bytes that hold them were reserved then).
+        let mut v1 = h;
+        v1.fingerprint.identity.evidence = 0;
+        v1.fingerprint.identity.birth_ns = 0;
+        v1.fingerprint.identity.handle = 0;
+        v1.fingerprint.witnesses = Witnesses::default();
+        assert_eq!(Header::decode(&b).unwrap(), v1);
         put_u32(&mut b, 8, FORMAT_VERSION + 1);
         let crc = crc32c(&b[..HEADER_SIZE - 4]);
         put_u32(&mut b, HEADER_SIZE - 4, crc);

@@ -14,6 +14,7 @@
 pub mod dbfile;
 pub mod dwrfile;
 pub mod format;
+pub mod identity;
 pub mod monitor;
 pub mod recovery;
 pub mod sql;

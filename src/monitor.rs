@@ -15,12 +15,12 @@
 
 use crate::dbfile::{self, DbHeader};
 use crate::dwrfile::{DwrOpener, OpenMode};
-use crate::format::{Fingerprint, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD};
+use crate::format::{self, Fingerprint, Witnesses, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD};
+use crate::identity::FileIdentity;
 use crate::recovery::{self, DiskPages, Plan};
 use crate::store::{PageFilterSet, Snapshot, Store, SyncPolicy};
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -94,8 +94,19 @@ pub struct Monitor {
     /// was written since (if not, its checksum is still valid).
     freelist_trunks: Vec<u32>,
     freelist_touched: bool,
-    /// `(st_dev, st_ino)` of the database file, taken once at open.
-    identity: (u64, u64),
+    /// Which file this connection has open, taken once at open.
+    identity: FileIdentity,
+    /// Witness candidates (see [`Witnesses`]): unprotected pages with
+    /// content that this connection wrote since the last refresh, with the
+    /// checksum of what it wrote.
+    witness_candidates: Witnesses,
+    /// How many written pages were looked at as candidates since the last
+    /// refresh; bounded so that a large transaction pays for a few only.
+    witness_looks: u32,
+    /// Unprotected pages written since the last refresh (a filter: it may
+    /// say yes for a page that was not written). A witness the header
+    /// carries whose page may have been written is read again.
+    data_written: WrittenFilter,
     /// Page 1 was written at all (used to notice a `-dwr` another
     /// connection created while this one was unprotected).
     page1_written: bool,
@@ -154,9 +165,10 @@ impl Monitor {
             page1_image: None,
             freelist_trunks: Vec::new(),
             freelist_touched: true,
-            identity: std::fs::metadata(db_path)
-                .map(|m| (m.dev(), m.ino()))
-                .unwrap_or((0, 0)),
+            identity: FileIdentity::of_path(db_path).unwrap_or_default(),
+            witness_candidates: Witnesses::default(),
+            witness_looks: 0,
+            data_written: WrittenFilter::default(),
             page1_written: false,
             lock_level: LOCK_NONE,
             checkpointing: false,
@@ -175,6 +187,14 @@ impl Monitor {
         // must never copy a damaged file over a good copy. A read-only
         // connection cannot keep the copy current or repair the file, but
         // it can serve the copy in place of damaged pages.
+        // Forcing protection on (METADWR_ENABLE) is for databases: a file of
+        // other bytes gets no -dwr, and says why.
+        if force_enable && !exists && !readonly {
+            if let Some(why) = not_a_database(db_path) {
+                m.protection = Protection::Off { reason: Some(why) };
+                return m;
+            }
+        }
         let mode = match (readonly, exists || force_enable) {
             (_, false) => None,
             (true, true) if exists => Some(OpenMode::ReadOnly),
@@ -385,7 +405,12 @@ impl Monitor {
                     "enabled (read-only connection: damaged pages are served from the copy, not repaired)"
                         .into()
                 }
-                None => "enabled".into(),
+                None => match &self.protection {
+                    Protection::On(store) if store.holds_nothing() => {
+                        "enabled (nothing to protect yet: the database is empty)".into()
+                    }
+                    _ => "enabled".into(),
+                },
             },
             Protection::Off { reason: None } if self.readonly => {
                 "disabled (read-only connection)".into()
@@ -437,6 +462,7 @@ impl Monitor {
         let ps = self.page_size as u64;
         let first = offset / ps + 1;
         let last = (offset + len.max(1) as u64 - 1) / ps + 1;
+        let whole_page = first == last && offset & (ps - 1) == 0 && len as u64 == ps;
         for pgno in first..=last {
             let pgno = pgno as u32;
             if pgno == 1 {
@@ -444,8 +470,47 @@ impl Monitor {
             } else if self.protected.contains(pgno) {
                 self.dirty = true;
                 self.schema_touched = true;
-            } else if self.freelist_trunks.contains(&pgno) {
-                self.freelist_touched = true;
+            } else {
+                if self.freelist_trunks.contains(&pgno) {
+                    self.freelist_touched = true;
+                }
+                // The witnesses the copy records must follow every write,
+                // or they would prove the file changed when it did not.
+                self.dirty = true;
+                self.data_written.insert(pgno);
+                if whole_page {
+                    self.note_witness_candidate(pgno, data);
+                } else {
+                    self.witness_candidates = Witnesses::default();
+                    self.witness_looks = u32::MAX;
+                }
+            }
+        }
+    }
+
+    /// A whole unprotected page was written: keep its checksum if it is a
+    /// candidate already, or if it can become one.
+    fn note_witness_candidate(&mut self, pgno: u32, data: &[u8]) {
+        /// Pages looked at per refresh for content worth recording.
+        const MAX_LOOKS: u32 = 16;
+        if self.witness_candidates.contains(pgno) {
+            let mut kept = Witnesses::default();
+            for (p, crc) in self.witness_candidates.iter() {
+                kept.push(
+                    p,
+                    if p == pgno {
+                        crate::format::crc32c(data)
+                    } else {
+                        crc
+                    },
+                );
+            }
+            self.witness_candidates = kept;
+        } else if !self.witness_candidates.is_full() && self.witness_looks < MAX_LOOKS {
+            self.witness_looks += 1;
+            if format::witness_worthy(data) {
+                self.witness_candidates
+                    .push(pgno, crate::format::crc32c(data));
             }
         }
     }
@@ -457,6 +522,7 @@ impl Monitor {
             self.dirty = true;
             self.schema_touched = true;
             self.freelist_touched = true;
+            self.data_written.insert_all();
         }
     }
 
@@ -502,6 +568,7 @@ impl Monitor {
     /// another connection may have written since (`reload`). A failure
     /// turns protection off.
     fn update_flags(&mut self, reload: bool, set: u32, clear: u32, warn: Warn) {
+        let identity = self.identity;
         let Protection::On(store) = &mut self.protection else {
             return;
         };
@@ -512,6 +579,18 @@ impl Monitor {
         } else {
             Ok(())
         };
+        if result.is_ok()
+            && store
+                .mirror_header()
+                .is_some_and(|h| !h.fingerprint.identity.is_same_file(&identity))
+        {
+            // The copy was taken from another file (this one replaced it).
+            // A header-only update would vouch for pages this file may not
+            // have: the next commit boundary takes a whole new copy.
+            self.dirty = true;
+            self.schema_touched = true;
+            return;
+        }
         let result = result.and_then(|()| {
             store
                 .rewrite_flags(set, clear)
@@ -676,7 +755,15 @@ impl Monitor {
             }),
             Protection::Off { .. } => true,
         };
-        if !same_pages {
+        let identity = self.identity;
+        let same_file = match &self.protection {
+            Protection::On(store) => store
+                .mirror_header()
+                .is_none_or(|h| h.fingerprint.identity.is_same_file(&identity)),
+            Protection::Off { .. } => true,
+        };
+        if !same_pages || !same_file {
+            // A copy of another file vouches for nothing here: walk this one.
             self.schema_touched = true;
         }
         let reuse = !self.schema_touched;
@@ -690,17 +777,32 @@ impl Monitor {
                         fp.freelist_crc,
                     ))
                 });
+                // Witness page numbers count in the copy's page size.
+                let carried = store
+                    .mirror_header()
+                    .filter(|h| same_file && h.page_size == self.page_size)
+                    .map(|h| h.fingerprint.witnesses)
+                    .unwrap_or_default();
                 let hints = Hints {
                     identity: self.identity,
                     page1: self.page1_image.as_deref(),
                     reuse: if reuse { Some(&**store) } else { None },
                     freelist,
+                    witnesses: WitnessHints {
+                        page_size: self.page_size,
+                        written: self.witness_candidates,
+                        carried,
+                        maybe_rewritten: &self.data_written,
+                    },
                 };
                 take_snapshot(io, hints)
             }
             Protection::Off { .. } => return Err("protection is off".into()),
         };
         self.page1_image = None;
+        self.witness_candidates = Witnesses::default();
+        self.witness_looks = 0;
+        self.data_written.clear();
         let snapshot = match snapshot {
             Ok(Some(taken)) => {
                 if let Some(trunks) = taken.trunks {
@@ -1043,6 +1145,30 @@ fn quarantine(db: &Path, ps: u32, pages: &[(u32, Vec<u8>)]) -> std::io::Result<(
     f.sync_data()
 }
 
+/// Why the file at `path` is not a SQLite database, if it is not one: it
+/// has bytes, but not a database header. An empty or missing file is a
+/// database not written yet.
+fn not_a_database(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(100);
+    let file = std::fs::File::open(path).ok()?;
+    file.take(100).read_to_end(&mut head).ok()?;
+    if head.is_empty() {
+        return None;
+    }
+    if head.len() < 100 {
+        return Some(format!(
+            "not a database: the file has {} bytes, fewer than a database header",
+            head.len()
+        ));
+    }
+    if head.starts_with(b"SQLite format 3\0") && dbfile::page_size_from_header(&head).is_some() {
+        None
+    } else {
+        Some("not a database: the file does not start with a SQLite header".into())
+    }
+}
+
 /// Is page 1 and the schema tree structurally sound on disk?
 fn check_health(io: &mut dyn DbIo) -> Result<(), String> {
     let size = io
@@ -1076,8 +1202,8 @@ fn read_page(io: &mut dyn DbIo, pgno: u32, ps: u32) -> std::io::Result<Vec<u8>> 
 /// What the monitor already knows, so that a snapshot need not read it
 /// again from the file.
 struct Hints<'a> {
-    /// `(st_dev, st_ino)` of the open database file.
-    identity: (u64, u64),
+    /// Which file this is.
+    identity: FileIdentity,
     /// The page 1 image SQLite wrote in this transaction, if any.
     page1: Option<&'a [u8]>,
     /// The store, when no schema page other than page 1 was written: if page
@@ -1087,6 +1213,119 @@ struct Hints<'a> {
     /// The mirror's `(trunk, count, checksum)` of the freelist, when no
     /// trunk page was written since.
     freelist: Option<(u32, u32, u32)>,
+    witnesses: WitnessHints<'a>,
+}
+
+/// Where the next generation's witness pages come from.
+struct WitnessHints<'a> {
+    /// The page size the page numbers below count in.
+    page_size: u32,
+    /// Pages this connection wrote, with the checksums of what it wrote.
+    written: Witnesses,
+    /// The witnesses of the copy being replaced, when it is this file's.
+    carried: Witnesses,
+    /// Pages that may have been written since the copy being replaced.
+    maybe_rewritten: &'a WrittenFilter,
+}
+
+/// A set of page numbers that may answer yes for a page not in it: one bit
+/// per page number modulo its size. Cheap enough for every write.
+pub struct WrittenFilter {
+    bits: Box<[u64; 64]>,
+}
+
+impl Default for WrittenFilter {
+    fn default() -> Self {
+        WrittenFilter {
+            bits: Box::new([0; 64]),
+        }
+    }
+}
+
+impl WrittenFilter {
+    fn bit(pgno: u32) -> (usize, u64) {
+        let n = pgno as usize % (64 * 64);
+        (n / 64, 1u64 << (n % 64))
+    }
+
+    #[inline]
+    pub fn insert(&mut self, pgno: u32) {
+        let (word, bit) = Self::bit(pgno);
+        self.bits[word] |= bit;
+    }
+
+    pub fn insert_all(&mut self) {
+        self.bits.fill(!0);
+    }
+
+    pub fn may_contain(&self, pgno: u32) -> bool {
+        let (word, bit) = Self::bit(pgno);
+        self.bits[word] & bit != 0
+    }
+
+    pub fn clear(&mut self) {
+        self.bits.fill(0);
+    }
+}
+
+/// Chooses the witness pages of a new generation: the pages this
+/// connection wrote first, then the ones the previous copy recorded (read
+/// again if they may have been written since), all in the file and outside
+/// the protected set. When that leaves fewer than `MAX_WITNESSES` and the
+/// snapshot walked the schema anyway (`may_search`), a few pages from the
+/// end of the file are read to find more. Every checksum is of what the
+/// file holds now.
+fn choose_witnesses(
+    io: &mut dyn DbIo,
+    hints: &WitnessHints,
+    ps: u32,
+    max_page: u32,
+    protected: &dyn Fn(u32) -> bool,
+    may_search: bool,
+) -> Result<Witnesses, String> {
+    /// Pages read to find witnesses when too few are known.
+    const SEARCH_READS: u32 = 8;
+    let usable = |p: u32| p >= 2 && p <= max_page && !protected(p);
+    let mut chosen = Witnesses::default();
+    let (written, carried) = if hints.page_size == ps {
+        (hints.written, hints.carried)
+    } else {
+        Default::default()
+    };
+    for (pgno, crc) in written.iter().filter(|(p, _)| usable(*p)) {
+        chosen.push(pgno, crc);
+    }
+    for (pgno, crc) in carried.iter().filter(|(p, _)| usable(*p)) {
+        if chosen.is_full() {
+            break;
+        }
+        if chosen.contains(pgno) {
+            continue;
+        }
+        if hints.maybe_rewritten.may_contain(pgno) {
+            let page = read_page(io, pgno, ps).map_err(|e| e.to_string())?;
+            if format::witness_worthy(&page) {
+                chosen.push(pgno, format::crc32c(&page));
+            }
+        } else {
+            chosen.push(pgno, crc);
+        }
+    }
+    if may_search && !chosen.is_full() {
+        let mut pgno = max_page;
+        let mut reads = 0;
+        while pgno >= 2 && reads < SEARCH_READS && !chosen.is_full() {
+            if usable(pgno) && !chosen.contains(pgno) {
+                reads += 1;
+                let page = read_page(io, pgno, ps).map_err(|e| e.to_string())?;
+                if format::witness_worthy(&page) {
+                    chosen.push(pgno, format::crc32c(&page));
+                }
+            }
+            pgno -= 1;
+        }
+    }
+    Ok(chosen)
 }
 
 /// What `take_snapshot` read.
@@ -1173,7 +1412,17 @@ fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<Taken>, Strin
             (crc, Some(chain))
         }
     };
-    let (dev, ino) = hints.identity;
+    let witnesses = {
+        let in_snapshot: std::collections::HashSet<u32> = pages.iter().map(|(p, _)| *p).collect();
+        let in_mirror = |p: u32| {
+            hints
+                .reuse
+                .filter(|_| page1_only)
+                .is_some_and(|s| s.mirror_page(p).is_some())
+        };
+        let protected = |p: u32| in_snapshot.contains(&p) || in_mirror(p);
+        choose_witnesses(io, &hints.witnesses, ps, max_page, &protected, !page1_only)?
+    };
     let snapshot = Snapshot {
         page_size: ps,
         pages,
@@ -1185,8 +1434,8 @@ fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<Taken>, Strin
             schema_cookie: header.schema_cookie,
             freelist_crc,
             file_size: size,
-            dev,
-            ino,
+            identity: hints.identity,
+            witnesses,
         },
         flags: if header.write_version == 2 {
             FLAG_WAL
@@ -1214,9 +1463,8 @@ impl DiskPages for Disk<'_> {
             .map_err(|rc| std::io::Error::other(format!("error {rc}")))
     }
 
-    fn identity(&mut self) -> std::io::Result<(u64, u64)> {
-        let m = std::fs::metadata(self.path)?;
-        Ok((m.dev(), m.ino()))
+    fn identity(&mut self) -> std::io::Result<FileIdentity> {
+        FileIdentity::of_path(self.path)
     }
 
     fn read_page(&mut self, pgno: u32, page_size: u32) -> std::io::Result<Vec<u8>> {

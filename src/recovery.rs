@@ -10,6 +10,7 @@
 
 use crate::dbfile::{self, DbHeader, PageRole};
 use crate::format::{crc32c, Fingerprint};
+use crate::identity::{FileIdentity, Sameness};
 use crate::store::Generation;
 use std::collections::HashMap;
 
@@ -21,8 +22,8 @@ pub const BIT_ROT_LIMIT: u32 = 16;
 /// How the planner sees the database file.
 pub trait DiskPages {
     fn file_size(&mut self) -> std::io::Result<u64>;
-    /// `(st_dev, st_ino)` of the database file.
-    fn identity(&mut self) -> std::io::Result<(u64, u64)>;
+    /// Which file the database path names now.
+    fn identity(&mut self) -> std::io::Result<FileIdentity>;
     /// Reads page `pgno` (1-based) of size `page_size`.
     fn read_page(&mut self, pgno: u32, page_size: u32) -> std::io::Result<Vec<u8>>;
     /// The database's WAL file holds frames (more than its header).
@@ -101,12 +102,17 @@ fn plan_pending(g: &Generation, older: Option<&Generation>, disk: &mut dyn DiskP
         ));
     };
     if same_state(g, o) {
-        return evaluate(g, disk, true).unwrap_or_else(|why| {
-            Plan::Refuse(format!(
-                "the copy does not match the current state of the database (generation {}: {why})",
-                g.header.generation
-            ))
-        });
+        // Either restores the same pages; the witnesses of the one whose
+        // state the file is in (committed or rolled back) fit it.
+        return evaluate(g, disk, true)
+            .or_else(|a| evaluate(o, disk, true).map_err(|b| (a, b)))
+            .unwrap_or_else(|(a, b)| {
+                Plan::Refuse(format!(
+                    "the copy does not match the current state of the database (generation {}: \
+                     {a}; generation {}: {b})",
+                    g.header.generation, o.header.generation
+                ))
+            });
     }
     match (evaluate(g, disk, true), evaluate(o, disk, true)) {
         (Ok(plan), Err(_)) | (Err(_), Ok(plan)) => plan,
@@ -131,9 +137,11 @@ fn same_state(a: &Generation, b: &Generation) -> bool {
         && a.pages.len() == b.pages.len()
         && Fingerprint {
             change_counter: 0,
+            witnesses: Default::default(),
             ..*fa
         } == Fingerprint {
             change_counter: 0,
+            witnesses: Default::default(),
             ..*fb
         }
         && a.pages.iter().all(|(pgno, image)| match b.page(*pgno) {
@@ -160,8 +168,18 @@ fn evaluate(g: &Generation, disk: &mut dyn DiskPages, newest: bool) -> Result<Pl
             fp.file_size
         ));
     }
-    if disk.identity().map_err(io)? != (fp.dev, fp.ino) {
-        return Err("the database file was replaced since the copy was taken".into());
+    match fp.identity.compare(&disk.identity().map_err(io)?) {
+        Sameness::Same => {}
+        Sameness::Different => {
+            return Err("the database file was replaced since the copy was taken".into())
+        }
+        Sameness::CannotTell => {
+            return Err(
+                "the copy cannot prove it was taken from this file (it records no file \
+                 handle or birth time the file system still shows)"
+                    .into(),
+            )
+        }
     }
     let max_page = (size / ps as u64) as u32;
     let roles = copy_roles(g, max_page)?;
@@ -200,6 +218,17 @@ fn evaluate(g: &Generation, disk: &mut dyn DiskPages, newest: bool) -> Result<Pl
         }
         page1_evidence(&disk_pages[&1], copy_p1, fp, ps, max_page)?;
         freelist_evidence(fp, ps, max_page, disk)?;
+        // A page 1 that differs from the copy's by bit rot alone still
+        // says which file this is; one destroyed or rewritten does not,
+        // and the witnesses must. A copy without witnesses (a database
+        // with no data page worth one) is trusted only while page 1 still
+        // holds the copy's schema root: then only the header was hit.
+        if bit_distance(&disk_pages[&1], copy_p1) > BIT_ROT_LIMIT
+            && (!fp.witnesses.is_empty()
+                || bit_distance(&disk_pages[&1][100..], &copy_p1[100..]) > BIT_ROT_LIMIT)
+        {
+            witness_evidence(fp, ps, max_page, disk)?;
+        }
         for &pgno in &differing {
             let role = roles.get(&pgno).copied();
             if pgno == 1 || role == Some(PageRole::Overflow) {
@@ -280,6 +309,45 @@ fn freelist_evidence(
     .map_err(|e| format!("cannot read the freelist: {e}"))?;
     if crc != fp.freelist_crc {
         return Err("the freelist changed since the copy was taken".into());
+    }
+    Ok(())
+}
+
+/// Refuses unless the witness pages (unprotected pages whose checksums the
+/// generation recorded) still hold what they held: with page 1 destroyed,
+/// they are what tells the file the copy was taken from from another
+/// database copied over it, an older backup restored into it, or the same
+/// file after a program without metadwr wrote to it. A copy that recorded
+/// no witness (the database had no data page with enough content to tell
+/// two databases apart) cannot tell, and is refused.
+fn witness_evidence(
+    fp: &Fingerprint,
+    ps: u32,
+    max_page: u32,
+    disk: &mut dyn DiskPages,
+) -> Result<(), String> {
+    if fp.witnesses.is_empty() {
+        return Err(
+            "page 1 is damaged and the copy records no data page that could prove it \
+                    belongs to this file's data"
+                .into(),
+        );
+    }
+    for (pgno, crc) in fp.witnesses.iter() {
+        if pgno > max_page {
+            return Err(format!(
+                "data page {pgno}, recorded with the copy, is past the end of the file"
+            ));
+        }
+        let page = disk
+            .read_page(pgno, ps)
+            .map_err(|e| format!("cannot read page {pgno}: {e}"))?;
+        if page_crc(&page) != crc {
+            return Err(format!(
+                "data page {pgno} changed since the copy was taken: the file was written \
+                 without metadwr, or replaced"
+            ));
+        }
     }
     Ok(())
 }
@@ -385,9 +453,35 @@ mod tests {
         p
     }
 
-    fn generation(number: u64, p1: Vec<u8>, file_size: u64, flags: u32) -> Generation {
+    /// The identity every fake file has unless a test replaces it.
+    fn this_file() -> FileIdentity {
+        FileIdentity {
+            dev: 1,
+            ino: 2,
+            evidence: crate::identity::HAS_HANDLE,
+            handle: 77,
+            birth_ns: 0,
+        }
+    }
+
+    /// A data page with content, different for each `seed`.
+    fn data_page(seed: u8) -> Vec<u8> {
+        (0..PS).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    }
+
+    /// A generation of page 1 whose witness is page 2 holding
+    /// `data_page(data)`.
+    fn generation_with(
+        number: u64,
+        p1: Vec<u8>,
+        file_size: u64,
+        flags: u32,
+        data: u8,
+    ) -> Generation {
         let counter = u32::from_be_bytes(p1[24..28].try_into().unwrap());
         let cookie = u32::from_be_bytes(p1[40..44].try_into().unwrap());
+        let mut witnesses = crate::format::Witnesses::default();
+        witnesses.push(2, page_crc(&data_page(data)));
         Generation {
             header: Header {
                 generation: number,
@@ -398,11 +492,11 @@ mod tests {
                 flags,
                 fingerprint: Fingerprint {
                     change_counter: counter,
-                    db_page_count: 1,
+                    db_page_count: (file_size / PS as u64) as u32,
                     schema_cookie: cookie,
                     file_size,
-                    dev: 1,
-                    ino: 2,
+                    identity: this_file(),
+                    witnesses,
                     ..Default::default()
                 },
             },
@@ -410,33 +504,54 @@ mod tests {
         }
     }
 
+    fn generation(number: u64, p1: Vec<u8>, file_size: u64, flags: u32) -> Generation {
+        generation_with(number, p1, file_size, flags, 0)
+    }
+
     struct FakeDisk {
         page1: Vec<u8>,
+        /// Page 2 and on.
+        data: Vec<u8>,
         size: u64,
         wal: bool,
+        identity: FileIdentity,
     }
 
     impl DiskPages for FakeDisk {
         fn file_size(&mut self) -> std::io::Result<u64> {
             Ok(self.size)
         }
-        fn identity(&mut self) -> std::io::Result<(u64, u64)> {
-            Ok((1, 2))
+        fn identity(&mut self) -> std::io::Result<FileIdentity> {
+            Ok(self.identity)
         }
         fn read_page(&mut self, pgno: u32, _: u32) -> std::io::Result<Vec<u8>> {
-            assert_eq!(pgno, 1);
-            Ok(self.page1.clone())
+            match pgno {
+                1 => Ok(self.page1.clone()),
+                2 => Ok(self.data.clone()),
+                _ => panic!("page {pgno} read"),
+            }
         }
         fn wal_has_frames(&mut self) -> bool {
             self.wal
         }
     }
 
+    /// A file whose page 1 is destroyed and whose page 2 holds
+    /// `data_page(0)`.
     fn destroyed(size: u64) -> FakeDisk {
         FakeDisk {
-            page1: vec![0u8; PS as usize],
+            page1: vec![0xa5; PS as usize],
+            data: data_page(0),
             size,
             wal: false,
+            identity: this_file(),
+        }
+    }
+
+    fn with_page1(page1: Vec<u8>, size: u64) -> FakeDisk {
+        FakeDisk {
+            page1,
+            ..destroyed(size)
         }
     }
 
@@ -449,85 +564,171 @@ mod tests {
 
     #[test]
     fn a_pending_generation_is_chosen_by_an_intact_page_1() {
-        let older = generation(4, page1(4, 1), 512, 0);
-        let newer = generation(5, page1(5, 2), 512, FLAG_PENDING);
+        let older = generation(4, page1(4, 1), 1024, 0);
+        let newer = generation(5, page1(5, 2), 1024, FLAG_PENDING);
         let gens = [newer.clone(), older.clone()];
-        let mut rolled_back = FakeDisk {
-            page1: page1(4, 1),
-            size: 512,
-            wal: false,
-        };
+        let mut rolled_back = with_page1(page1(4, 1), 1024);
         assert_eq!(
             plan(&gens, &mut rolled_back),
             Plan::Intact { generation: 4 }
         );
-        let mut committed = FakeDisk {
-            page1: page1(5, 2),
-            size: 512,
-            wal: false,
-        };
+        let mut committed = with_page1(page1(5, 2), 1024);
         assert_eq!(plan(&gens, &mut committed), Plan::Intact { generation: 5 });
     }
 
     #[test]
     fn a_pending_generation_over_a_destroyed_page_1() {
-        let older = generation(4, page1(4, 1), 512, 0);
+        let older = generation(4, page1(4, 1), 1024, 0);
         // Only the change counter differs: either restore is right.
-        let same = generation(5, page1(5, 1), 512, FLAG_PENDING);
+        let same = generation(5, page1(5, 1), 1024, FLAG_PENDING);
         assert_eq!(
-            restores(&plan(&[same, older.clone()], &mut destroyed(512))),
+            restores(&plan(&[same, older.clone()], &mut destroyed(1024))),
             Some(5)
         );
         // The schema cookie differs and nothing on disk tells which: refuse.
-        let other = generation(5, page1(5, 2), 512, FLAG_PENDING);
-        let p = plan(&[other.clone(), older.clone()], &mut destroyed(512));
+        let other = generation(5, page1(5, 2), 1024, FLAG_PENDING);
+        let p = plan(&[other.clone(), older.clone()], &mut destroyed(1024));
         assert!(
             matches!(&p, Plan::Refuse(why) if why.contains("fits both")),
             "{p:?}"
         );
         // The pending commit grew the file; the file has the older size:
         // the commit was rolled back.
-        let grown = generation(5, page1(5, 2), 1024, FLAG_PENDING);
+        let grown = generation(5, page1(5, 2), 1536, FLAG_PENDING);
         assert_eq!(
-            restores(&plan(&[grown.clone(), older.clone()], &mut destroyed(512))),
+            restores(&plan(&[grown.clone(), older.clone()], &mut destroyed(1024))),
             Some(4)
         );
         assert_eq!(
-            restores(&plan(&[grown.clone(), older], &mut destroyed(1024))),
+            restores(&plan(&[grown.clone(), older], &mut destroyed(1536))),
             Some(5)
         );
         // No confirmed state before it: refuse.
-        let p = plan(std::slice::from_ref(&other), &mut destroyed(512));
+        let p = plan(std::slice::from_ref(&other), &mut destroyed(1024));
         assert!(
             matches!(&p, Plan::Refuse(why) if why.contains("no confirmed")),
             "{p:?}"
         );
-        let pending_older = generation(4, page1(4, 1), 512, FLAG_PENDING);
-        let p = plan(&[other, pending_older], &mut destroyed(512));
+        let pending_older = generation(4, page1(4, 1), 1024, FLAG_PENDING);
+        let p = plan(&[other, pending_older], &mut destroyed(1024));
         assert!(matches!(p, Plan::Refuse(_)), "{p:?}");
     }
 
     #[test]
     fn wal_ahead_needs_the_wal_when_page_1_cannot_vouch() {
-        let g = generation(7, page1(7, 1), 512, FLAG_WAL | FLAG_WAL_AHEAD);
-        let p = plan(std::slice::from_ref(&g), &mut destroyed(512));
+        let g = generation(7, page1(7, 1), 1024, FLAG_WAL | FLAG_WAL_AHEAD);
+        let p = plan(std::slice::from_ref(&g), &mut destroyed(1024));
         assert!(
             matches!(&p, Plan::Refuse(why) if why.contains("WAL")),
             "{p:?}"
         );
-        let mut with_wal = destroyed(512);
+        let mut with_wal = destroyed(1024);
         with_wal.wal = true;
         assert_eq!(
             restores(&plan(std::slice::from_ref(&g), &mut with_wal)),
             Some(7)
         );
         // An intact page 1 vouches, WAL or not.
-        let mut intact = destroyed(512);
+        let mut intact = destroyed(1024);
         intact.page1 = page1(7, 1);
         assert_eq!(plan(&[g], &mut intact), Plan::Intact { generation: 7 });
         // Without the flag the WAL does not matter.
-        let plain = generation(7, page1(7, 1), 512, FLAG_WAL);
-        assert_eq!(restores(&plan(&[plain], &mut destroyed(512))), Some(7));
+        let plain = generation(7, page1(7, 1), 1024, FLAG_WAL);
+        assert_eq!(restores(&plan(&[plain], &mut destroyed(1024))), Some(7));
+    }
+
+    #[test]
+    fn a_replaced_file_is_refused_whatever_page_1_says() {
+        let g = generation(3, page1(3, 1), 1024, 0);
+        // Recreated with the same inode number: the handle differs.
+        let mut recreated = with_page1(page1(3, 1), 1024);
+        recreated.page1[200] ^= 0x40; // and a schema page differs
+        recreated.identity.handle = 78;
+        let p = plan(std::slice::from_ref(&g), &mut recreated);
+        assert!(
+            matches!(&p, Plan::Refuse(why) if why.contains("replaced")),
+            "{p:?}"
+        );
+        let mut destroyed_too = destroyed(1024);
+        destroyed_too.identity.handle = 78;
+        assert!(matches!(
+            plan(std::slice::from_ref(&g), &mut destroyed_too),
+            Plan::Refuse(_)
+        ));
+        // A copy without evidence (format 2) cannot tell this file from a
+        // recreated one.
+        let mut old_format = g.clone();
+        old_format.header.fingerprint.identity.evidence = 0;
+        let p = plan(&[old_format], &mut destroyed(1024));
+        assert!(
+            matches!(&p, Plan::Refuse(why) if why.contains("cannot prove")),
+            "{p:?}"
+        );
+        // The same file: restored.
+        assert_eq!(restores(&plan(&[g], &mut destroyed(1024))), Some(3));
+    }
+
+    #[test]
+    fn witnesses_must_hold_their_bytes_when_page_1_cannot_vouch() {
+        let g = generation(3, page1(3, 1), 1024, 0);
+        // Another database copied over the file: same size, same inode,
+        // other data.
+        let mut copied_over = destroyed(1024);
+        copied_over.data = data_page(9);
+        let p = plan(std::slice::from_ref(&g), &mut copied_over);
+        assert!(
+            matches!(&p, Plan::Refuse(why) if why.contains("data page 2")),
+            "{p:?}"
+        );
+        // An intact page 1 vouches without them.
+        let mut intact = with_page1(page1(3, 1), 1024);
+        intact.data = data_page(9);
+        assert_eq!(
+            plan(std::slice::from_ref(&g), &mut intact),
+            Plan::Intact { generation: 3 }
+        );
+        // No witness at all: nothing ties the copy to the data.
+        let mut bare = g.clone();
+        bare.header.fingerprint.witnesses = Default::default();
+        let p = plan(std::slice::from_ref(&bare), &mut destroyed(1024));
+        assert!(
+            matches!(&p, Plan::Refuse(why) if why.contains("records no data page")),
+            "{p:?}"
+        );
+        // ... unless only the header was hit and the schema root is the
+        // copy's.
+        let mut header_hit = with_page1(page1(3, 1), 1024);
+        header_hit.page1[..32].copy_from_slice(b"3333333333sss3333333333333333333");
+        assert_eq!(
+            restores(&plan(std::slice::from_ref(&bare), &mut header_hit)),
+            Some(3)
+        );
+        // With witnesses, they are checked all the same.
+        header_hit.data = data_page(5);
+        assert!(matches!(plan(&[g], &mut header_hit), Plan::Refuse(_)));
+    }
+
+    #[test]
+    fn witnesses_tell_a_rolled_back_pending_commit_from_a_committed_one() {
+        // A row commit: page 1 differs only in the change counter, the
+        // data page differs. The file was rolled back to the older state.
+        let older = generation_with(4, page1(4, 1), 1024, 0, 0);
+        let newer = generation_with(5, page1(5, 1), 1024, FLAG_PENDING, 1);
+        let gens = [newer.clone(), older.clone()];
+        assert_eq!(restores(&plan(&gens, &mut destroyed(1024))), Some(4));
+        let mut committed = destroyed(1024);
+        committed.data = data_page(1);
+        assert_eq!(restores(&plan(&gens, &mut committed)), Some(5));
+        // A schema change: the witnesses decide which state the file is in.
+        let schema_change = generation_with(5, page1(5, 2), 1024, FLAG_PENDING, 1);
+        let gens = [schema_change, older];
+        assert_eq!(restores(&plan(&gens, &mut destroyed(1024))), Some(4));
+        let mut committed = destroyed(1024);
+        committed.data = data_page(1);
+        assert_eq!(restores(&plan(&gens, &mut committed)), Some(5));
+        let mut neither = destroyed(1024);
+        neither.data = data_page(2);
+        assert!(matches!(plan(&gens, &mut neither), Plan::Refuse(_)));
     }
 
     #[test]

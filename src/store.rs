@@ -323,6 +323,12 @@ impl Store {
         self.file.is_linked()
     }
 
+    /// True when the file holds nothing yet: protection is on, but no copy
+    /// was taken (the database has no pages).
+    pub fn holds_nothing(&self) -> bool {
+        self.mirror.is_none() && matches!(self.file.len(), Ok(0))
+    }
+
     /// Generation number the mirror holds, if any.
     pub fn mirror_generation(&self) -> Option<u64> {
         self.mirror.as_ref().map(|m| m.header.generation)

@@ -182,7 +182,7 @@ fn environment_enables_protection_in_the_shell() {
     let db = dir.join("e.db");
     let out = sqlite3_cli_with_extension(
         &db,
-        "CREATE TABLE t(x);\nINSERT INTO t VALUES (1);\nPRAGMA meta_double_write;\nPRAGMA meta_double_write_sync;",
+        "CREATE TABLE t(x);\nINSERT INTO t VALUES (hex(randomblob(100)));\nPRAGMA meta_double_write;\nPRAGMA meta_double_write_sync;",
         &[("METADWR_ENABLE", "1"), ("METADWR_SYNC", "full")],
     );
     assert_eq!(out, "enabled\nfull\n");

@@ -41,8 +41,33 @@ fn main() -> ExitCode {
             fp.freelist_trunk,
             fp.freelist_count,
             fp.freelist_crc,
-            fp.dev,
-            fp.ino
+            fp.identity.dev,
+            fp.identity.ino
+        );
+        let id = &fp.identity;
+        let mut evidence = Vec::new();
+        if id.evidence & metadwr::identity::HAS_HANDLE != 0 {
+            evidence.push(format!("file handle {:#018x}", id.handle));
+        }
+        if id.evidence & metadwr::identity::HAS_BIRTH != 0 {
+            evidence.push(format!("born {} ns", id.birth_ns));
+        }
+        if evidence.is_empty() {
+            evidence.push("none (format 2 or a file system without it)".into());
+        }
+        println!("  identity evidence: {}", evidence.join(", "));
+        let witnesses: Vec<String> = fp
+            .witnesses
+            .iter()
+            .map(|(p, crc)| format!("{p} (crc {crc:#010x})"))
+            .collect();
+        println!(
+            "  witness pages: {}",
+            if witnesses.is_empty() {
+                "none".to_string()
+            } else {
+                witnesses.join(", ")
+            }
         );
         let pages: Vec<String> = g.pages.iter().map(|(p, _)| p.to_string()).collect();
         println!("  pages: {}", pages.join(","));

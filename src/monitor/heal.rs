@@ -224,7 +224,7 @@ impl Monitor {
         // Another connection may already have written a matching copy: a
         // peek at page 1 tells, without loading the whole copy (the mirror
         // reloads when it is next needed: a suspicious read or a refresh).
-        if matches!(store.peek_page1(), Ok(Some(p)) if p == page1) {
+        if matches!(store.peek_page1(), Ok(Some(p)) if p == page1) && self.copy_is_of_this_file() {
             return;
         }
         if !self.lock_out_writers(io, page1) {
@@ -309,7 +309,17 @@ impl Monitor {
         };
         let n = data.len().min(copy.len());
         if data[..n] == copy[..n] {
-            if n == copy.len() {
+            let full_page = n == copy.len();
+            if full_page && !self.copy_is_of_this_file() {
+                // The file was replaced by one with the same page 1 (a
+                // restored backup, say). The copy still names the old
+                // file, so it can never be restored here: take a new one
+                // while the file is healthy.
+                self.read.refresh_wanted = !self.readonly;
+                self.read.trusted = false;
+                return Verdict::Fine;
+            }
+            if full_page {
                 self.read.trusted = true;
                 self.read.confirm_wanted = !self.tentative
                     && self
@@ -343,6 +353,13 @@ impl Monitor {
             self.read.refresh_wanted = !broken && full_page;
             Verdict::Fine
         }
+    }
+
+    /// False when the copy in memory records another file's identity.
+    fn copy_is_of_this_file(&self) -> bool {
+        self.store_ref()
+            .and_then(|s| s.mirror_header())
+            .is_none_or(|h| h.fingerprint.identity.is_same_file(&self.identity))
     }
 
     fn store_ref(&self) -> Option<&crate::store::Store> {
