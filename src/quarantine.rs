@@ -11,7 +11,9 @@
 //! oldest records first. The records of the restore being made are always
 //! kept, even when they alone exceed [`MAX_BYTES`].
 //!
-//! Appending is the usual case. When a record must go (a bound is
+//! Appending is the usual case (and the directory is synced after the
+//! first records, so a new file's name is durable before any page is
+//! overwritten). When a record must go (a bound is
 //! reached), or the file ends in bytes that are not a complete record (an
 //! append cut short by a crash), the file is rewritten: the kept records
 //! and the new ones go into `<db>-dwr-quarantine-tmp`, created under the
@@ -138,7 +140,13 @@ pub fn append(db: &Path, ps: u32, pages: &[(u32, Vec<u8>)]) -> io::Result<()> {
     let keep = choose(&old, &new);
     if keep.len() == old.len() && end == len {
         file.write_all_at(&fresh, len)?;
-        return file.sync_data();
+        file.sync_data()?;
+        if len == 0 {
+            // Perhaps just created: make its name durable too, as SQLite
+            // does for a new journal, before any page is overwritten.
+            sidecar::sync_parent(&path)?;
+        }
+        return Ok(());
     }
     rewrite(db, prot, &file, &old, &keep, &fresh)
 }
