@@ -8,6 +8,8 @@
 //! * [`monitor`]: per-file protection logic, when to copy and restore;
 //! * [`recovery`]: the staleness rule, deciding what may be restored;
 //! * [`store`]: the `-dwr` store, generations and sync policy;
+//! * [`quarantine`]: the bounded `-dwr-quarantine` of damaged pages;
+//! * [`sidecar`]: creating files next to a database with its protection;
 //! * [`format`]: the `-dwr` on-disk format and checksums;
 //! * [`dbfile`]: a small reader for SQLite's own file format.
 
@@ -16,7 +18,9 @@ pub mod dwrfile;
 pub mod format;
 pub mod identity;
 pub mod monitor;
+pub mod quarantine;
 pub mod recovery;
+pub mod sidecar;
 pub mod sql;
 pub mod store;
 pub mod vfs;

@@ -20,7 +20,6 @@ use crate::identity::FileIdentity;
 use crate::recovery::{self, DiskPages, Plan};
 use crate::store::{PageFilterSet, Snapshot, Store, SyncPolicy};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -1032,7 +1031,7 @@ impl Monitor {
         for &pgno in &pages {
             damaged.push((pgno, disk.read_page(pgno, ps).map_err(|e| e.to_string())?));
         }
-        quarantine(&self.db_path, ps, &damaged)
+        crate::quarantine::append(&self.db_path, ps, &damaged)
             .map_err(|e| format!("cannot write the quarantine file: {e}"))?;
         for (pgno, bad) in &damaged {
             let good = g.page(*pgno).unwrap();
@@ -1114,35 +1113,9 @@ pub fn dwr_path_for(db: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// `<db>-dwr-quarantine`: damaged page images, appended before each restore.
+/// `<db>-dwr-quarantine`: damaged page images, kept before each restore.
 pub fn quarantine_path_for(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push("-dwr-quarantine");
-    PathBuf::from(s)
-}
-
-/// Appends damaged pages to the quarantine file and makes them durable.
-/// Each record: "DWRQ", u32 page number, u32 page size, u64 unix time, then
-/// the page image; all big-endian.
-fn quarantine(db: &Path, ps: u32, pages: &[(u32, Vec<u8>)]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(quarantine_path_for(db))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    for (pgno, image) in pages {
-        let mut rec = Vec::with_capacity(20 + image.len());
-        rec.extend_from_slice(b"DWRQ");
-        rec.extend_from_slice(&pgno.to_be_bytes());
-        rec.extend_from_slice(&ps.to_be_bytes());
-        rec.extend_from_slice(&now.to_be_bytes());
-        rec.extend_from_slice(image);
-        f.write_all(&rec)?;
-    }
-    f.sync_data()
+    crate::quarantine::path_for(db)
 }
 
 /// Why the file at `path` is not a SQLite database, if it is not one: it

@@ -189,16 +189,11 @@ impl DwrOpener for VfsOpener {
                 OpenMode::ReadWrite => ffi::SQLITE_OPEN_READWRITE,
                 OpenMode::Create => ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE,
             };
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if !meta.is_file() => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "not a regular file",
-                ));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == OpenMode::Create => {}
-            Err(e) => return Err(e),
+        // SQLITE_OPEN_NOFOLLOW makes unix open with O_NOFOLLOW (and it
+        // always adds O_CLOEXEC); a directory, FIFO or device is refused
+        // here, and again after the open in case one was put in place.
+        if !crate::sidecar::check_kind(path)? && mode != OpenMode::Create {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOENT));
         }
         let name = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
@@ -221,7 +216,16 @@ impl DwrOpener for VfsOpener {
             }
             return Err(vfs_error("opening the -dwr", rc));
         }
-        let identity = std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+        let identity = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_file() => Some((m.dev(), m.ino())),
+            Ok(m) => {
+                // SAFETY: the open succeeded, so pMethods is set and the
+                // file is closed exactly once, here.
+                unsafe { (*(*file).pMethods).xClose.unwrap()(file) };
+                return Err(crate::sidecar::not_regular(path, m.file_type()));
+            }
+            Err(_) => None,
+        };
         Ok(Box::new(VfsDwrFile {
             storage,
             _name: name,

@@ -534,10 +534,17 @@ impl Monitor {
                     _ => format!("recovered: {report}"),
                 });
             }
-            Err(e) => warn(&format!(
-                "metadwr: {}: could not repair the file: {e}",
-                self.db_path.display()
-            )),
+            Err(e) => {
+                warn(&format!(
+                    "metadwr: {}: could not repair the file: {e}",
+                    self.db_path.display()
+                ));
+                // The reader was served the copy, but the file on disk is
+                // still damaged: say so in the status.
+                if let Some(h) = healed.filter(|h| h.starts_with("recovered: healed")) {
+                    self.last_event = Some(format!("{h}; file not repaired: {e}"));
+                }
+            }
         }
     }
 
