@@ -48,6 +48,14 @@ if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
 fi
+# SpatiaLite, for tests/test_gis.py (12 tests that skip without it; they
+# load mod_spatialite into connections opened through metadwr and create
+# its few dozen metadata tables and triggers, a schema of several pages).
+if ! dpkg-query -W -f '${Status}' libsqlite3-mod-spatialite 2>/dev/null | grep -q 'install ok installed'; then
+  echo "installing libsqlite3-mod-spatialite"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libsqlite3-mod-spatialite >/dev/null
+fi
 base=$root/build/sqlite-utils
 venv=$base/venv
 spec="sqlite-utils==$SQLITE_UTILS_VERSION ${TEST_DEPS[*]} $("$python" -c 'import sys; print(sys.version)' | head -1)"
@@ -91,9 +99,10 @@ mkdir "$work/plain" "$work/metadwr"
 
 versions=$("$venv/bin/python" -c '
 import importlib.metadata as m, sqlite3
+from sqlite_utils.utils import find_spatialite
 print("sqlite-utils", m.version("sqlite-utils"), "pytest", m.version("pytest"),
       "hypothesis", m.version("hypothesis"), "click", m.version("click"),
-      "on SQLite", sqlite3.sqlite_version)')
+      "on SQLite", sqlite3.sqlite_version, "SpatiaLite", find_spatialite())')
 echo "compat-sqlite-utils: $python $("$python" -c 'import platform; print(platform.python_version())'), $versions"
 
 # --basetemp: each run's tmpdir/tmp_path directories stay until the end, for
