@@ -8,6 +8,11 @@
 #   make compat-cpython     CPython's test.test_sqlite3, plain vs through
 #                           metadwr (METADWR_ENABLE=1): same outcome for
 #                           every test; on both SQLite generations
+#   make compat-sqlite-utils  sqlite-utils' pytest suite (PyPI sdist, pinned,
+#                           in a venv under build/), plain vs through
+#                           metadwr: same outcome for every test but a
+#                           documented list of 2 that count a directory's
+#                           files and see the -dwr; on both generations
 #   make compat-speedtest1  SQLite's speedtest1 through metadwr: completes,
 #                           integrity ok, -dwr, page 1 zeroed and healed;
 #                           rollback, WAL, mmap, page sizes 512/65536,
@@ -17,16 +22,20 @@
 #   make compat-current     sql-tests, the C example and the Python suite on
 #                           the current SQLite
 
-.PHONY: compat compat-cpython compat-speedtest1 itest-system compat-current
+.PHONY: compat compat-cpython compat-sqlite-utils compat-speedtest1 itest-system compat-current
 
 SPEEDTEST1_SIZE ?= 60
 
-compat: compat-cpython compat-speedtest1 itest-system compat-current
+compat: compat-cpython compat-sqlite-utils compat-speedtest1 itest-system compat-current
 	@echo "make compat: all compatibility suites passed"
 
 compat-cpython: build
 	scripts/compat-cpython.sh $(CURDIR)/$(SO)
 	scripts/with-sqlite-current.sh scripts/compat-cpython.sh $(CURDIR)/$(SO)
+
+compat-sqlite-utils: build
+	scripts/compat-sqlite-utils.sh $(CURDIR)/$(SO)
+	scripts/with-sqlite-current.sh scripts/compat-sqlite-utils.sh $(CURDIR)/$(SO)
 
 compat-speedtest1: build
 	SPEEDTEST1_SIZE=$(SPEEDTEST1_SIZE) scripts/compat-speedtest1.sh $(CURDIR)/$(SO)
