@@ -119,8 +119,10 @@ for name, run in (("plain", plain), ("metadwr", md)):
             print("error: the plain run went through metadwr")
             ok = False
     else:
-        print(f"metadwr probe: the extension was loaded {run['restores']} times "
-              "(once at the start, then after each test that reset SQLite's default VFS)")
+        restored = [tid for tid, t in tests.items() if t.get("restored")]
+        print(f"metadwr probe: metadwr made the default VFS again before {len(restored)} tests"
+              + (f": {', '.join(restored)}" if restored else "")
+              + f" (the extension loaded {run['restores']} times in all, with the first load and the final probe)")
         if start.get("metadwr") != len(tests) or not dwr:
             print("error: the metadwr run did not go through metadwr for every test")
             ok = False
