@@ -22,6 +22,10 @@
 #
 #   scripts/compat-apsw.sh [SO]       (SO defaults to ./libmetadwr.so)
 #
+#   APSW_VERSION=X.Y.Z.W   another apsw release than the pinned one
+#   COMPAT_APSW_K=PATTERN  only the tests matching PATTERN (unittest's -k)
+#   COMPAT_APSW_KEEP=DIR   copy both runs' JSON and logs to DIR
+#
 # APSW bundles its own SQLite (3.54.1 in apsw 3.54.1.0) and does not use the
 # system library, so this runs on the current SQLite only; there is no
 # 3.40.1 variant. The pyenv python3 first on PATH in the dev container is
