@@ -21,12 +21,18 @@
 #                           against the system SQLite instead of the bundled
 #   make compat-current     sql-tests, the C example and the Python suite on
 #                           the current SQLite
+#   make compat-apsw        APSW's test suite (apsw from PyPI, pinned in
+#                           scripts/compat-apsw.sh, in a venv of Debian's
+#                           python3 under build/), plain vs through metadwr
+#                           (METADWR_ENABLE=1, metadwr put back as default
+#                           VFS before every test): same outcome for every
+#                           test; APSW bundles its SQLite, so current only
 
-.PHONY: compat compat-cpython compat-sqlite-utils compat-speedtest1 itest-system compat-current
+.PHONY: compat compat-cpython compat-sqlite-utils compat-speedtest1 itest-system compat-current compat-apsw
 
 SPEEDTEST1_SIZE ?= 60
 
-compat: compat-cpython compat-sqlite-utils compat-speedtest1 itest-system compat-current
+compat: compat-cpython compat-sqlite-utils compat-speedtest1 itest-system compat-current compat-apsw
 	@echo "make compat: all compatibility suites passed"
 
 compat-cpython: build
@@ -48,3 +54,6 @@ compat-current: build
 	scripts/sql-tests-current.sh $(CURDIR)/$(SO)
 	scripts/with-sqlite-current.sh scripts/run-c-example.sh $(CURDIR)
 	scripts/with-sqlite-current.sh $(PYTHON) scripts/test-python.py $(CURDIR)/$(SO)
+
+compat-apsw: build
+	scripts/compat-apsw.sh $(CURDIR)/$(SO)
