@@ -371,7 +371,18 @@ class Harness:
         what = f"{what} (destroyed pages {pages})"
         if r["ok"]:
             if state_key(r["state"]) in allowed_keys and r["integrity"] == ["ok"]:
-                self.count(scenario, "exact")
+                # The file itself is repaired: plain SQLite reads the same.
+                q = self.child("plain", db, check=False)
+                try:
+                    pr = json.loads(q.stdout)
+                except ValueError:
+                    pr = {"ok": False, "error": q.stderr[-500:]}
+                if pr["ok"] and pr["integrity"] == ["ok"] and pr["state"] == r["state"]:
+                    self.count(scenario, "exact")
+                else:
+                    self.fail(scenario, "WRONG", f"{what}: healed through metadwr, but plain SQLite "
+                              f"then reads {pr.get('error') or diff_states(pr['state'], r['state'])} "
+                              f"(integrity {pr.get('integrity', [])[:2]})", tmp)
             else:
                 near = min(allowed, key=lambda s: len(diff_states(r["state"], s)))
                 self.fail(scenario, "WRONG",
@@ -420,7 +431,7 @@ class Harness:
             return
         self.count(scenario, "refused")
         reason = re.sub(r"[0-9]+", "N", r["status"].split("stale:", 1)[-1])
-        reason = reason.split("(generation N:", 1)[-1].strip().rstrip(")")[:80]
+        reason = reason.split("(generation N:", 1)[-1].split(";")[0].strip().rstrip(")")[:80]
         self.note(f"{scenario}: refused: {reason}")
 
     def fail(self, scenario, outcome, msg, tmp):
