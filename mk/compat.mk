@@ -25,7 +25,7 @@
 #                           restores from the replica moved over the
 #                           database or made in place of it, its -dwr still
 #                           there. Every reopen: exact or refused, never
-#                           wrong. LITESTREAM_ROUNDS (20), LITESTREAM_SEED (1)
+#                           wrong. LITESTREAM_ROUNDS (30), LITESTREAM_SEED (1)
 
 .PHONY: compat compat-cpython compat-speedtest1 itest-system compat-current compat-litestream
 

@@ -10,7 +10,7 @@ anything else is WRONG.
 
     /usr/bin/python3 scripts/compat-litestream.py run SO LITESTREAM
 
-Environment: LITESTREAM_ROUNDS (default 20), LITESTREAM_SEED (default 1;
+Environment: LITESTREAM_ROUNDS (default 30), LITESTREAM_SEED (default 1;
 round i uses seed SEED*1000+i), LITESTREAM_ONLY=<round seed> (that round
 alone; the processes' timing makes a replay similar, not identical),
 SQLITE3 (the stock shell, for dbstat), LITESTREAM_KEEP=1 (keep every
@@ -436,7 +436,6 @@ class Harness:
 
     def fail(self, scenario, outcome, msg, tmp):
         self.count(scenario, outcome)
-        keep = os.path.join(tmp, "failure-%d" % len(self.failures))
         self.failures.append(f"[{scenario}] {msg} (kept: {tmp})")
         print(f"  FAIL [{scenario}] {msg}", flush=True)
         self.keep = True
@@ -640,7 +639,7 @@ class Harness:
 
 def cmd_run(so, ls):
     h = Harness(so, ls)
-    rounds = int(os.environ.get("LITESTREAM_ROUNDS", "20"))
+    rounds = int(os.environ.get("LITESTREAM_ROUNDS", "30"))
     seed0 = int(os.environ.get("LITESTREAM_SEED", "1"))
     seeds = [seed0 * 1000 + i for i in range(rounds)]
     if os.environ.get("LITESTREAM_ONLY"):

@@ -7,7 +7,7 @@
 #
 #   scripts/compat-litestream.sh [SO]     (SO defaults to ./libmetadwr.so)
 #
-# LITESTREAM_ROUNDS (default 20), LITESTREAM_SEED (default 1), LITESTREAM_ONLY.
+# LITESTREAM_ROUNDS (default 30), LITESTREAM_SEED (default 1), LITESTREAM_ONLY.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
