@@ -137,7 +137,58 @@ pub struct Fingerprint {
     /// Checksums of a few unprotected pages: what ties the copy to the
     /// data of the file it was taken from (see [`Witnesses`]).
     pub witnesses: Witnesses,
+    /// In WAL mode, the WAL session whose frames continue this copy.
+    pub wal_session: Option<WalSession>,
 }
+
+/// One life of a WAL file between two restarts, as its 32-byte header
+/// names it: the checkpoint sequence number (offset 12) and the two salts
+/// (offsets 16 and 20). SQLite restarts the WAL only after a checkpoint
+/// copied every frame into the database; the restart adds one to the
+/// sequence number and to salt-1 and draws a new salt-2, and frames with
+/// other salts stop counting. A WAL created anew starts at sequence 0 with
+/// random salts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalSession {
+    pub sequence: u32,
+    pub salt1: u32,
+    pub salt2: u32,
+    /// The copy was taken when every frame of the session was in the
+    /// database file: the session right after it continues the copy too.
+    pub complete: bool,
+}
+
+impl WalSession {
+    /// The session a WAL file header names, if it is a WAL header.
+    pub fn from_wal_header(header: &[u8]) -> Option<WalSession> {
+        if header.len() < 32 || !matches!(get_u32(header, 0), 0x377f_0682 | 0x377f_0683) {
+            return None;
+        }
+        Some(WalSession {
+            sequence: get_u32(header, 12),
+            salt1: get_u32(header, 16),
+            salt2: get_u32(header, 20),
+            complete: false,
+        })
+    }
+
+    /// True when the frames of `now` (the WAL as it is) continue the copy
+    /// this session was recorded with: the same session, or, when the copy
+    /// held all of it, the one restart after it. Any other session means a
+    /// checkpoint the copy never saw emptied the WAL in between.
+    pub fn continued_by(&self, now: &WalSession) -> bool {
+        let same =
+            now.sequence == self.sequence && now.salt1 == self.salt1 && now.salt2 == self.salt2;
+        let next = self.complete
+            && now.sequence == self.sequence.wrapping_add(1)
+            && now.salt1 == self.salt1.wrapping_add(1);
+        same || next
+    }
+}
+
+/// Bits of the WAL session word (header offset 176).
+const WAL_SESSION_RECORDED: u32 = 1;
+const WAL_SESSION_COMPLETE: u32 = 2;
 
 /// The most witness pages a header records.
 pub const MAX_WITNESSES: usize = 4;
@@ -289,6 +340,13 @@ impl Header {
             put_u32(&mut b, 132 + 8 * i, pgno);
             put_u32(&mut b, 136 + 8 * i, crc);
         }
+        if let Some(w) = fp.wal_session {
+            put_u32(&mut b, 164, w.sequence);
+            put_u32(&mut b, 168, w.salt1);
+            put_u32(&mut b, 172, w.salt2);
+            let bits = WAL_SESSION_RECORDED | if w.complete { WAL_SESSION_COMPLETE } else { 0 };
+            put_u32(&mut b, 176, bits);
+        }
         let crc = crc32c(&b[..HEADER_SIZE - 4]);
         put_u32(&mut b, HEADER_SIZE - 4, crc);
         b
@@ -332,6 +390,7 @@ impl Header {
                     ..FileIdentity::default()
                 },
                 witnesses: Witnesses::default(),
+                wal_session: None,
             },
         };
         if version >= 3 {
@@ -354,6 +413,18 @@ impl Header {
                 {
                     return Err(DecodeError::BadLayout("invalid witness page"));
                 }
+            }
+            let bits = get_u32(b, 176);
+            if bits & !(WAL_SESSION_RECORDED | WAL_SESSION_COMPLETE) != 0 {
+                return Err(DecodeError::BadLayout("unknown WAL session bits"));
+            }
+            if bits & WAL_SESSION_RECORDED != 0 {
+                h.fingerprint.wal_session = Some(WalSession {
+                    sequence: get_u32(b, 164),
+                    salt1: get_u32(b, 168),
+                    salt2: get_u32(b, 172),
+                    complete: bits & WAL_SESSION_COMPLETE != 0,
+                });
             }
         }
         if !valid_page_size(h.page_size) {
@@ -553,6 +624,12 @@ mod tests {
                     w.push(3, 1);
                     w
                 },
+                wal_session: Some(WalSession {
+                    sequence: 9,
+                    salt1: 0x1234_5678,
+                    salt2: 0x9abc_def0,
+                    complete: true,
+                }),
             },
         }
     }
@@ -569,6 +646,49 @@ mod tests {
         assert_eq!(old.fingerprint.identity.evidence, 0);
         assert_eq!(old.fingerprint.identity.ino, 123456);
         assert!(old.fingerprint.witnesses.is_empty());
+    }
+
+    #[test]
+    fn a_wal_session_is_continued_by_itself_and_after_a_complete_copy_by_the_next() {
+        let mut wal = [0u8; 32];
+        put_u32(&mut wal, 0, 0x377f_0682);
+        put_u32(&mut wal, 12, 4);
+        put_u32(&mut wal, 16, 100);
+        put_u32(&mut wal, 20, 7);
+        let s = WalSession::from_wal_header(&wal).unwrap();
+        assert!(WalSession::from_wal_header(&[0u8; 32]).is_none());
+        let restarted = WalSession {
+            sequence: 5,
+            salt1: 101,
+            salt2: 99,
+            complete: false,
+        };
+        let twice = WalSession {
+            sequence: 6,
+            salt1: 102,
+            salt2: 3,
+            complete: false,
+        };
+        let anew = WalSession {
+            sequence: 0,
+            salt1: 55,
+            salt2: 66,
+            complete: false,
+        };
+        assert!(s.continued_by(&s));
+        assert!(
+            !s.continued_by(&restarted),
+            "the copy missed part of the session"
+        );
+        let complete = WalSession {
+            complete: true,
+            ..s
+        };
+        assert!(complete.continued_by(&s));
+        assert!(complete.continued_by(&restarted));
+        assert!(!complete.continued_by(&twice));
+        assert!(!complete.continued_by(&anew));
+        assert!(!complete.continued_by(&WalSession { salt2: 8, ..s }));
     }
 
     #[test]
@@ -642,6 +762,7 @@ mod tests {
         v1.fingerprint.identity.birth_ns = 0;
         v1.fingerprint.identity.handle = 0;
         v1.fingerprint.witnesses = Witnesses::default();
+        v1.fingerprint.wal_session = None;
         assert_eq!(Header::decode(&b).unwrap(), v1);
         put_u32(&mut b, 8, FORMAT_VERSION + 1);
         let crc = crc32c(&b[..HEADER_SIZE - 4]);

@@ -15,7 +15,9 @@
 
 use crate::dbfile::{self, DbHeader};
 use crate::dwrfile::{DwrOpener, OpenMode};
-use crate::format::{self, Fingerprint, Witnesses, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD};
+use crate::format::{
+    self, Fingerprint, WalSession, Witnesses, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD,
+};
 use crate::identity::FileIdentity;
 use crate::recovery::{self, DiskPages, Plan};
 use crate::store::{PageFilterSet, Snapshot, Store, SyncPolicy};
@@ -627,6 +629,44 @@ impl Monitor {
         }
     }
 
+    /// A WAL write transaction ends (the WAL write lock is released) with
+    /// frames in the WAL. If the copy says the WAL may be ahead of it but
+    /// not which session of the WAL continues it (the WAL was empty or gone
+    /// when the copy was taken), record the session this writer's frames
+    /// went into: nobody could restart the WAL while the lock was held.
+    pub fn wal_write_ending(&mut self, warn: Warn) {
+        if self.readonly {
+            return;
+        }
+        let identity = self.identity;
+        let Protection::On(store) = &mut self.protection else {
+            return;
+        };
+        let unrecorded = |store: &Store| {
+            store.mirror_header().is_some_and(|h| {
+                h.wal_ahead()
+                    && h.fingerprint.wal_session.is_none()
+                    && h.fingerprint.identity.is_same_file(&identity)
+            })
+        };
+        if !unrecorded(store) {
+            return;
+        }
+        let result = store
+            .refresh()
+            .map_err(|e| format!("cannot read the -dwr: {e}"))
+            .and_then(|()| match wal_session(&self.db_path) {
+                Some(session) if unrecorded(store) => store
+                    .record_wal_session(session)
+                    .map(|_| ())
+                    .map_err(|e| format!("cannot write the -dwr: {e}")),
+                _ => Ok(()),
+            });
+        if let Err(why) = result {
+            self.fail(&why, warn);
+        }
+    }
+
     /// The WAL write lock is about to be released with the WAL index
     /// saying the log is empty (a RESTART or TRUNCATE checkpoint, which
     /// holds that lock, copied every frame into the file): no commit is
@@ -810,6 +850,14 @@ impl Monitor {
                 self.freelist_touched = false;
                 let mut snap = taken.snapshot;
                 snap.flags |= flags;
+                if snap.flags & FLAG_WAL != 0 {
+                    // The frames of this session (and, when the file holds
+                    // all of it, of the next) continue this copy.
+                    let complete =
+                        self.checkpoint_complete || io.wal_backfill_complete() == Some(true);
+                    snap.fingerprint.wal_session =
+                        wal_session(&self.db_path).map(|s| WalSession { complete, ..s });
+                }
                 if snap.flags & FLAG_WAL != 0 && !self.wal_retiring {
                     snap.flags |= FLAG_WAL_AHEAD;
                 }
@@ -1091,6 +1139,15 @@ fn wal_path_for(db: &Path) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
     s.push("-wal");
     PathBuf::from(s)
+}
+
+/// The session the header of `<db>-wal` names, if the file has one.
+fn wal_session(db: &Path) -> Option<WalSession> {
+    use std::io::Read;
+    let mut header = [0u8; 32];
+    let mut file = std::fs::File::open(wal_path_for(db)).ok()?;
+    file.read_exact(&mut header).ok()?;
+    WalSession::from_wal_header(&header)
 }
 
 /// True when `<db>-wal` holds more than its 32-byte header, so frames a
@@ -1409,6 +1466,8 @@ fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<Taken>, Strin
             file_size: size,
             identity: hints.identity,
             witnesses,
+            // Set by the caller, which knows whether a checkpoint runs.
+            wal_session: None,
         },
         flags: if header.write_version == 2 {
             FLAG_WAL
@@ -1446,5 +1505,9 @@ impl DiskPages for Disk<'_> {
 
     fn wal_has_frames(&mut self) -> bool {
         wal_has_frames(self.path)
+    }
+
+    fn wal_session(&mut self) -> Option<WalSession> {
+        wal_session(self.path)
     }
 }

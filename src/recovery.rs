@@ -9,7 +9,7 @@
 //! rule; this module is its implementation.
 
 use crate::dbfile::{self, DbHeader, PageRole};
-use crate::format::{crc32c, Fingerprint};
+use crate::format::{crc32c, Fingerprint, WalSession};
 use crate::identity::{FileIdentity, Sameness};
 use crate::store::Generation;
 use std::collections::HashMap;
@@ -28,6 +28,8 @@ pub trait DiskPages {
     fn read_page(&mut self, pgno: u32, page_size: u32) -> std::io::Result<Vec<u8>>;
     /// The database's WAL file holds frames (more than its header).
     fn wal_has_frames(&mut self) -> bool;
+    /// The session the WAL file's header names, if there is one.
+    fn wal_session(&mut self) -> Option<WalSession>;
 }
 
 /// The planner's decision.
@@ -138,10 +140,12 @@ fn same_state(a: &Generation, b: &Generation) -> bool {
         && Fingerprint {
             change_counter: 0,
             witnesses: Default::default(),
+            wal_session: None,
             ..*fa
         } == Fingerprint {
             change_counter: 0,
             witnesses: Default::default(),
+            wal_session: None,
             ..*fb
         }
         && a.pages.iter().all(|(pgno, image)| match b.page(*pgno) {
@@ -215,6 +219,9 @@ fn evaluate(g: &Generation, disk: &mut dyn DiskPages, newest: bool) -> Result<Pl
                  the copy"
                     .into(),
             );
+        }
+        if g.header.wal_ahead() {
+            wal_session_evidence(fp, disk)?;
         }
         page1_evidence(&disk_pages[&1], copy_p1, fp, ps, max_page)?;
         freelist_evidence(fp, ps, max_page, disk)?;
@@ -290,6 +297,29 @@ fn page1_evidence(
         ));
     }
     Ok(())
+}
+
+/// The WAL holds frames over a copy that may lack commits (`WAL_AHEAD`):
+/// they complete the copy only if they belong to the session that
+/// continues it. A WAL restarted since (by a checkpoint the copy never saw,
+/// which may have moved the file past it, schema changes included) has
+/// other salts, and the frames from before the restart no longer count.
+fn wal_session_evidence(fp: &Fingerprint, disk: &mut dyn DiskPages) -> Result<(), String> {
+    let Some(recorded) = fp.wal_session else {
+        return Err(
+            "the WAL holds frames, and the copy does not record which WAL session \
+                    continues it"
+                .into(),
+        );
+    };
+    match disk.wal_session() {
+        Some(now) if recorded.continued_by(&now) => Ok(()),
+        _ => Err(
+            "the WAL was restarted since the copy was taken: a checkpoint without \
+                  metadwr may have moved the file past the copy"
+                .into(),
+        ),
+    }
 }
 
 /// Refuses when the freelist trunk pages the copy recorded have changed: a
@@ -534,7 +564,17 @@ mod tests {
         fn wal_has_frames(&mut self) -> bool {
             self.wal
         }
+        fn wal_session(&mut self) -> Option<WalSession> {
+            self.wal.then_some(SESSION)
+        }
     }
+
+    const SESSION: WalSession = WalSession {
+        sequence: 3,
+        salt1: 40,
+        salt2: 41,
+        complete: false,
+    };
 
     /// A file whose page 1 is destroyed and whose page 2 holds
     /// `data_page(0)`.
@@ -615,8 +655,46 @@ mod tests {
     }
 
     #[test]
+    fn wal_ahead_needs_the_session_that_continues_the_copy() {
+        let mut with_wal = destroyed(1024);
+        with_wal.wal = true;
+        let mut g = generation(7, page1(7, 1), 1024, FLAG_WAL | FLAG_WAL_AHEAD);
+        let p = plan(std::slice::from_ref(&g), &mut with_wal);
+        assert!(
+            matches!(&p, Plan::Refuse(why) if why.contains("which WAL session")),
+            "{p:?}"
+        );
+        g.header.fingerprint.wal_session = Some(WalSession {
+            salt2: 9,
+            ..SESSION
+        });
+        let p = plan(std::slice::from_ref(&g), &mut with_wal);
+        assert!(
+            matches!(&p, Plan::Refuse(why) if why.contains("restarted")),
+            "{p:?}"
+        );
+        // The session before, copied whole: the restart after it continues.
+        g.header.fingerprint.wal_session = Some(WalSession {
+            sequence: 2,
+            salt1: 39,
+            salt2: 1,
+            complete: true,
+        });
+        assert_eq!(
+            restores(&plan(std::slice::from_ref(&g), &mut with_wal)),
+            Some(7)
+        );
+        g.header.fingerprint.wal_session = Some(WalSession {
+            complete: false,
+            ..g.header.fingerprint.wal_session.unwrap()
+        });
+        assert!(matches!(plan(&[g], &mut with_wal), Plan::Refuse(_)));
+    }
+
+    #[test]
     fn wal_ahead_needs_the_wal_when_page_1_cannot_vouch() {
-        let g = generation(7, page1(7, 1), 1024, FLAG_WAL | FLAG_WAL_AHEAD);
+        let mut g = generation(7, page1(7, 1), 1024, FLAG_WAL | FLAG_WAL_AHEAD);
+        g.header.fingerprint.wal_session = Some(SESSION);
         let p = plan(std::slice::from_ref(&g), &mut destroyed(1024));
         assert!(
             matches!(&p, Plan::Refuse(why) if why.contains("WAL")),

@@ -731,6 +731,34 @@ impl Store {
             flags,
             ..m.header
         };
+        self.rewrite_header(header, durable)
+    }
+
+    /// Records in the mirror's generation, by a header-only update, the
+    /// WAL session that continues it (see [`format::WalSession`]). Not made
+    /// durable: losing it only makes a restore refuse.
+    pub fn record_wal_session(
+        &mut self,
+        session: format::WalSession,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(m) = &self.mirror else {
+            return Err(StoreError::Invalid("no generation to update".into()));
+        };
+        if m.header.fingerprint.wal_session == Some(session) {
+            return Ok(None);
+        }
+        let mut header = Header {
+            generation: m.max_generation_seen + 1,
+            ..m.header
+        };
+        header.fingerprint.wal_session = Some(session);
+        self.rewrite_header(header, false)
+    }
+
+    /// Writes `header`, which selects the mirror's page slots, as the new
+    /// generation: a header-only update. `durable`: fsync it at once
+    /// (unless the policy is `off`).
+    fn rewrite_header(&mut self, header: Header, durable: bool) -> Result<Option<u64>, StoreError> {
         if let Err(e) = self.write_header_bytes(&header) {
             self.mirror = None;
             return Err(e.into());

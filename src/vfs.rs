@@ -862,8 +862,12 @@ unsafe extern "C" fn shim_shm_lock(
             && WAL_CKPT_LOCK < offset + n;
         let releasing_write_lock = flags == (ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE)
             && offset == WAL_WRITE_LOCK;
-        if releasing_write_lock && wal_index_max_frame(db.shm_region0) == Some(0) {
-            db.monitor.wal_emptied(&mut log_warning);
+        if releasing_write_lock {
+            match wal_index_max_frame(db.shm_region0) {
+                Some(0) => db.monitor.wal_emptied(&mut log_warning),
+                Some(_) => db.monitor.wal_write_ending(&mut log_warning),
+                None => {}
+            }
         }
         if releasing_checkpoint {
             let mut io = db.io();

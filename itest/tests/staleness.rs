@@ -146,6 +146,42 @@ fn foreign_writer_added_a_view_then_header_destroyed() {
     }
 }
 
+/// Finding F6 (found by `make compat-litestream`): a program without
+/// metadwr checkpoints a schema change the metadwr writer left in the WAL
+/// (only page 1 changes), then commits once more, which restarts the WAL:
+/// the WAL holds frames again, but not the ones that complete the copy.
+/// Then page 1 is destroyed. The copy lacks the view; it must be refused.
+#[test]
+fn foreign_checkpoint_then_commit_restarts_the_wal_behind_the_copy() {
+    for (i, kind) in [Damage::Random, Damage::Zero].into_iter().enumerate() {
+        let what = format!("F6: foreign checkpoint and commit in WAL mode, page 1 {kind:?}");
+        let dir = TestDir::new(&what);
+        let db = dir.join("w.db");
+        let a = open(&db);
+        assert_eq!(query_str(&a, "PRAGMA journal_mode=WAL").unwrap(), "wal");
+        enable(&a);
+        add_tables(&a, "t", 2);
+        a.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        let b = open_plain(&db).unwrap();
+        b.query_row("SELECT count(*) FROM t0", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+        a.execute_batch("CREATE VIEW v AS SELECT name FROM t0;")
+            .unwrap();
+        drop(a); // b is open: no checkpoint at close
+        b.execute_batch("PRAGMA wal_checkpoint(PASSIVE); INSERT INTO t1(name) VALUES ('more');")
+            .unwrap();
+        // b goes away without closing, as a killed process does: its WAL
+        // (one frame after the restart) stays.
+        std::mem::forget(b);
+        assert!(
+            sidecar(&db, "-wal").metadata().unwrap().len() > 32,
+            "{what}: setup"
+        );
+        damage_pages(&db, &[1], kind, &mut Rng::new(5250 + i as u64));
+        assert_stale_refusal(&db, None, true, &what);
+    }
+}
+
 // --- the database file was replaced or moved --------------------------------------
 
 /// `cp src app.db` as cp does it when it creates a new file: copy to a
