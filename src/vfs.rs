@@ -498,7 +498,7 @@ unsafe extern "C" fn shim_read(
     guarded(ffi::SQLITE_IOERR_READ, || {
         // SAFETY: file is an open ShimFile (SQLite only calls methods on open files).
         let db = unsafe { open_db(file) };
-        if amt <= 0 || !db.monitor.read_is_watched(off as u64) {
+        if amt <= 0 || !db.monitor.read_is_watched(off as u64, amt as usize) {
             return real_call!(db.real(), xRead, buf, amt, off);
         }
         // SAFETY: the arguments are SQLite's, passed on unchanged.
@@ -507,7 +507,8 @@ unsafe extern "C" fn shim_read(
 }
 
 /// A read the monitor wants to see: the change counter read that starts a
-/// rollback-mode transaction, page 1, or a page that may be protected.
+/// rollback-mode transaction, page 1, a page that may be protected, or a
+/// read of any offset and length that covers one of them.
 #[inline(never)]
 unsafe extern "C" fn watched_read(
     file: *mut ffi::sqlite3_file,
@@ -519,18 +520,27 @@ unsafe extern "C" fn watched_read(
         // SAFETY: file is an open ShimFile.
         let db = unsafe { open_db(file) };
         let rc = real_call!(db.real(), xRead, buf, amt, off);
-        if rc == ffi::SQLITE_OK {
+        let short = rc == ffi::SQLITE_IOERR_SHORT_READ;
+        if rc == ffi::SQLITE_OK || short {
             // SAFETY: on success xRead filled all `amt` (> 0) bytes of
-            // `buf`, which SQLite owns for the duration of this call.
+            // `buf`; on a short read it filled what the file holds and
+            // zero-filled the rest (the VFS contract). SQLite, or whoever
+            // calls xRead, owns `buf` for the duration of this call.
             let data = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, amt as usize) };
-            if Monitor::is_counter_read(off as u64, data.len()) {
-                db.monitor.note_counter_read(data);
+            if !short && Monitor::is_counter_read(off as u64, data.len()) {
+                if !db.monitor.note_counter_read(data) {
+                    let mut io = db.io();
+                    db.monitor
+                        .on_counter_mismatch(&mut io, data, &mut log_warning);
+                }
             } else {
                 let mut io = db.io();
                 db.monitor
-                    .on_read(&mut io, off as u64, data, &mut log_warning);
+                    .on_read(&mut io, off as u64, data, short, &mut log_warning);
             }
         }
+        // The result code is the base VFS's: a short read stays one, with
+        // whatever bytes were healed before the zero fill.
         rc
     })
 }
@@ -941,7 +951,7 @@ unsafe extern "C" fn shim_fetch(
     guarded(ffi::SQLITE_IOERR_MMAP, || {
         // SAFETY: file is an open ShimFile (version 3).
         let db = unsafe { open_db(file) };
-        if amt <= 0 || !db.monitor.read_is_watched(off as u64) {
+        if amt <= 0 || !db.monitor.read_is_watched(off as u64, amt as usize) {
             return real_call!(db.real(), xFetch, off, amt, out);
         }
         // SAFETY: the arguments are SQLite's, passed on unchanged.

@@ -1,8 +1,10 @@
 //! Healing on the read path.
 //!
 //! Before any read or memory-mapped fetch reaches the file,
-//! [`Monitor::read_is_watched`] decides from the offset alone whether the
-//! page can matter: page 1, or a page the protected set's filter may hold.
+//! [`Monitor::read_is_watched`] decides from the offset and length alone
+//! whether the bytes can matter: page 1, a page the protected set's filter
+//! may hold, or a read spanning pages (never SQLite's, but programs call
+//! xRead with any offset and length; each page is then judged on its own).
 //! Nearly every read is not, and the shim hands it on untouched. A watched
 //! read passes through [`Monitor::on_read`] (a fetch through
 //! [`Monitor::fetch_is_suspicious`]), which only compares bytes already in
@@ -73,28 +75,40 @@ enum Verdict {
 }
 
 impl Monitor {
-    /// The read path's first test, made before SQLite's read or fetch at
-    /// `offset` reaches the file: false when the bytes cannot matter to
-    /// the copy, which is nearly always (one bit of the protected set's
-    /// filter). Inlined into `xRead` and `xFetch`, which then hand the call
-    /// on without looking at the bytes. Page 1, the change counter's page,
-    /// is always watched.
+    /// The read path's first test, made before a read or fetch of `len`
+    /// (> 0) bytes at `offset` reaches the file: false when the bytes
+    /// cannot matter to the copy, which is nearly always (one bit of the
+    /// protected set's filter). Inlined into `xRead` and `xFetch`, which
+    /// then hand the call on without looking at the bytes. Page 1, the
+    /// change counter's page, is always watched, and so is a read that
+    /// ends in another page than it starts in (SQLite never makes one;
+    /// programs calling xRead themselves do), whose pages
+    /// [`Self::on_read`] sorts one by one.
     #[inline(always)]
-    pub fn read_is_watched(&self, offset: u64) -> bool {
+    pub fn read_is_watched(&self, offset: u64, len: usize) -> bool {
         if !self.is_protected() {
             return false;
         }
         let ps = self.page_size;
         if ps == 0 {
-            // No copy in memory yet: the first read, of page 1, loads it.
-            return offset < 100;
+            // No copy in memory yet: the first read loads it (SQLite's is
+            // of page 1, another program's may be of any page). If it
+            // cannot be loaded, only the header read at open is watched,
+            // as a copy written since may turn up there.
+            return !self.read.mirror_unavailable || offset < 100;
         }
         if offset < ps as u64 {
             return true;
         }
         // Page sizes are powers of two: a shift, not a division.
-        let pgno = (offset >> ps.trailing_zeros()) as u32 + 1;
-        self.protected.may_contain(pgno)
+        let shift = ps.trailing_zeros();
+        let first = offset >> shift;
+        // Wrapping: an offset near u64::MAX (a negative i64) lands here
+        // too, and the read fails in the file.
+        if offset.wrapping_add(len as u64 - 1) >> shift != first {
+            return true;
+        }
+        self.protected.may_contain(first as u32 + 1)
     }
 
     /// The read of the change counter and the fields after it that starts
@@ -108,30 +122,74 @@ impl Monitor {
     /// SQLite reads the change counter and the fields after it at the start
     /// of every rollback-mode transaction: equal to the copy's, the copy
     /// describes the file.
+    /// Returns false when the bytes differ from the copy's (then see
+    /// [`Self::on_counter_mismatch`]).
     #[inline(always)]
-    pub fn note_counter_read(&mut self, data: &[u8]) {
+    pub fn note_counter_read(&mut self, data: &[u8]) -> bool {
         if let Protection::On(store) = &self.protection {
             if let (Some(copy), Ok(read)) = (store.mirror_counter(), <&[u8; 16]>::try_from(data)) {
                 self.read.trusted = copy == read;
-                return;
+                return self.read.trusted;
             }
         }
-        self.note_counter_read_slow(data);
+        self.note_counter_read_slow(data)
     }
 
-    /// Called with the bytes of a successful read at `offset` that
-    /// [`Self::read_is_watched`] let through; replaces a damaged protected
-    /// page with the copy when the copy provably belongs to the file.
-    pub fn on_read(&mut self, io: &mut dyn DbIo, offset: u64, data: &mut [u8], warn: Warn) {
+    /// Called with the bytes of a read at `offset` that
+    /// [`Self::read_is_watched`] let through, successful or `short` (past
+    /// the end of the file, the rest zero-filled); replaces the bytes of
+    /// each damaged protected page it covers with the copy's when the copy
+    /// provably belongs to the file, and leaves every other byte alone.
+    pub fn on_read(
+        &mut self,
+        io: &mut dyn DbIo,
+        offset: u64,
+        data: &mut [u8],
+        short: bool,
+        warn: Warn,
+    ) {
         if !self.is_protected() {
             return;
         }
-        if let Verdict::Suspicious(pgno) = self.classify(offset, data) {
-            self.heal(io, pgno, offset, data, warn);
+        // SQLite's own reads: one whole page, or the header at the start
+        // of page 1, or page 1 at the page size its header gives (a VACUUM
+        // changed it, the copy does not know yet).
+        let ps = self.page_size as u64;
+        let len = data.len() as u64;
+        let page1 = offset == 0
+            && len >= 100
+            && (len < ps || DbHeader::parse(data).is_ok_and(|h| h.page_size as u64 == len));
+        if !short && ps != 0 && (len == ps && offset & (ps - 1) == 0 || page1) {
+            self.on_page_read(io, offset, data, true, warn);
+        } else {
+            self.on_span_read(io, offset, data, short, warn);
         }
+    }
+
+    /// A read of one page at `offset`, or of page 1 from its start (100
+    /// bytes or more). Returns whether the bytes were replaced by the copy's.
+    /// `extras`: act on what reading page 1 asked for (refresh or confirm
+    /// the copy), which needs page 1 as SQLite itself read it.
+    fn on_page_read(
+        &mut self,
+        io: &mut dyn DbIo,
+        offset: u64,
+        data: &mut [u8],
+        extras: bool,
+        warn: Warn,
+    ) -> bool {
+        let healed = match self.classify(offset, data) {
+            Verdict::Suspicious(pgno) => self.heal(io, pgno, offset, data, warn),
+            Verdict::Fine => false,
+        };
         // What classify_page1 asks for needs page 1 in hand.
         if offset != 0 {
-            return;
+            return healed;
+        }
+        if !extras {
+            self.read.refresh_wanted = false;
+            self.read.confirm_wanted = false;
+            return healed;
         }
         if self.read.refresh_wanted {
             self.read.refresh_wanted = false;
@@ -140,6 +198,118 @@ impl Monitor {
         if self.read.confirm_wanted {
             self.read.confirm_wanted = false;
             self.confirm_while_reading(io, data, warn);
+        }
+        healed
+    }
+
+    /// Any other read: several pages, part of a page, past the end of the
+    /// file. Each protected page it covers (and page 1) is judged on its
+    /// own, as if SQLite had read it alone; the bytes of the others are
+    /// left as the file gave them.
+    #[cold]
+    #[inline(never)]
+    fn on_span_read(
+        &mut self,
+        io: &mut dyn DbIo,
+        offset: u64,
+        data: &mut [u8],
+        short: bool,
+        warn: Warn,
+    ) {
+        if self.page_size == 0 {
+            // Learn the page size from the copy.
+            self.ensure_mirror();
+        }
+        let ps = self.page_size as u64;
+        if ps == 0 {
+            return;
+        }
+        let mut end = offset.saturating_add(data.len() as u64);
+        if short {
+            // Past the end of the file the base VFS zero-filled: nothing
+            // there to heal.
+            match io.size() {
+                Ok(size) => end = end.min(size),
+                Err(_) => return,
+            }
+        }
+        let mut at = offset;
+        let mut healed = false;
+        while at < end {
+            let page_start = at & !(ps - 1);
+            let page_end = page_start.saturating_add(ps);
+            let chunk_end = page_end.min(end);
+            let Ok(pgno) = u32::try_from(page_start / ps + 1) else {
+                return;
+            };
+            let range = (at - offset) as usize..(chunk_end - offset) as usize;
+            at = chunk_end;
+            if pgno != 1 && !self.protected.contains(pgno) {
+                continue;
+            }
+            let chunk = &mut data[range];
+            let from = chunk_end - chunk.len() as u64;
+            if healed {
+                // A page healed earlier in this read may have repaired the
+                // file, this page too: read it again rather than judge the
+                // bytes from before the repair.
+                let mut fresh = vec![0u8; chunk.len()];
+                if io.read(&mut fresh, from).is_ok() {
+                    chunk.copy_from_slice(&fresh);
+                }
+            }
+            let whole = from == page_start && chunk_end == page_end;
+            let header = pgno == 1 && from == 0 && chunk.len() >= 100;
+            healed |= if whole || header {
+                self.on_page_read(io, from, chunk, true, warn)
+            } else {
+                self.on_partial_read(io, pgno, from - page_start, chunk, warn)
+            };
+        }
+    }
+
+    /// Part of protected page `pgno` (or page 1), `data` read at `skip`
+    /// bytes into it: bytes equal to the copy's are fine; otherwise the
+    /// whole page is read and judged, and if the copy is served for it the
+    /// matching part of the copy's image replaces `data`.
+    fn on_partial_read(
+        &mut self,
+        io: &mut dyn DbIo,
+        pgno: u32,
+        skip: u64,
+        data: &mut [u8],
+        warn: Warn,
+    ) -> bool {
+        let ps = self.page_size as usize;
+        let skip = skip as usize;
+        let part = skip..skip + data.len();
+        let Some(copy) = self.ensure_mirror().and_then(|s| s.mirror_page(pgno)) else {
+            return false;
+        };
+        if copy.get(part.clone()) == Some(&*data) {
+            return false;
+        }
+        let page_start = (pgno as u64 - 1) * ps as u64;
+        let mut page = vec![0u8; ps];
+        // The page as SQLite would read it; if it no longer holds the
+        // bytes just read, a writer got in between: pass them on.
+        if io.read(&mut page, page_start).is_err() || page[part.clone()] != *data {
+            return false;
+        }
+        // Not SQLite's read of page 1: no refresh or confirmation from it.
+        let healed = self.on_page_read(io, page_start, &mut page, false, warn);
+        if healed {
+            data.copy_from_slice(&page[part]);
+        }
+        healed
+    }
+
+    /// The change counter read ([`Self::note_counter_read`]) gave bytes
+    /// other than the copy's: page 1 may be damaged, judge it as any
+    /// partial read of page 1.
+    pub fn on_counter_mismatch(&mut self, io: &mut dyn DbIo, data: &mut [u8], warn: Warn) {
+        if self.is_protected() && self.page_size != 0 {
+            self.on_partial_read(io, 1, COUNTER_OFFSET, data, warn);
         }
     }
 
@@ -239,18 +409,70 @@ impl Monitor {
     }
 
     /// For a memory-mapped fetch that [`Self::read_is_watched`] let
-    /// through: true when the page must instead be read with xRead (which
+    /// through: true when the bytes must instead be read with xRead (which
     /// heals); the caller then declines the mapping.
     pub fn fetch_is_suspicious(&mut self, offset: u64, data: &[u8]) -> bool {
         if !self.is_protected() {
             return false;
         }
-        let verdict = self.classify(offset, data);
+        let ps = self.page_size as u64;
+        let suspicious = if ps != 0 && data.len() as u64 == ps && offset & (ps - 1) == 0 {
+            // SQLite's own fetch: one page.
+            matches!(self.classify(offset, data), Verdict::Suspicious(_))
+        } else {
+            self.span_fetch_is_suspicious(offset, data)
+        };
         // A fetch cannot act on these (SQLite never maps page 1); the next
         // read of page 1 asks again.
         self.read.refresh_wanted = false;
         self.read.confirm_wanted = false;
-        matches!(verdict, Verdict::Suspicious(_))
+        suspicious
+    }
+
+    /// A fetch of several pages or part of one: suspicious as soon as one
+    /// protected page it covers (or page 1) is. Part of a page cannot be
+    /// judged without the rest: it is suspicious when it differs from the
+    /// copy, and the xRead it falls back to judges the whole page.
+    #[cold]
+    #[inline(never)]
+    fn span_fetch_is_suspicious(&mut self, offset: u64, data: &[u8]) -> bool {
+        if self.page_size == 0 {
+            self.ensure_mirror();
+        }
+        let ps = self.page_size as u64;
+        if ps == 0 {
+            return false;
+        }
+        let end = offset.saturating_add(data.len() as u64);
+        let mut at = offset;
+        while at < end {
+            let page_start = at & !(ps - 1);
+            let page_end = page_start.saturating_add(ps);
+            let chunk_end = page_end.min(end);
+            let Ok(pgno) = u32::try_from(page_start / ps + 1) else {
+                return false;
+            };
+            let chunk = &data[(at - offset) as usize..(chunk_end - offset) as usize];
+            let from = at;
+            at = chunk_end;
+            if pgno != 1 && !self.protected.contains(pgno) {
+                continue;
+            }
+            let whole = from == page_start && chunk_end == page_end;
+            let header = pgno == 1 && from == 0 && chunk.len() >= 100;
+            let suspicious = if whole || header {
+                matches!(self.classify(from, chunk), Verdict::Suspicious(_))
+            } else {
+                let skip = (from - page_start) as usize;
+                self.store_ref()
+                    .and_then(|s| s.mirror_page(pgno))
+                    .is_some_and(|copy| copy.get(skip..skip + chunk.len()) != Some(chunk))
+            };
+            if suspicious {
+                return true;
+            }
+        }
+        false
     }
 
     /// Sorts a read or fetch that [`Self::read_is_watched`] let through:
@@ -275,10 +497,12 @@ impl Monitor {
     /// [`Self::note_counter_read`] when the copy is not in memory yet (or
     /// its first slot is not page 1).
     #[inline(never)]
-    fn note_counter_read_slow(&mut self, data: &[u8]) {
+    fn note_counter_read_slow(&mut self, data: &[u8]) -> bool {
         if let Some(copy) = self.ensure_mirror().and_then(|s| s.mirror_page1()) {
             self.read.trusted = copy.get(24..40) == Some(data);
+            return self.read.trusted;
         }
+        true
     }
 
     #[inline(never)]
@@ -407,16 +631,34 @@ impl Monitor {
     }
 
     /// The slow path: decide with the planner and serve the copy's image.
+    /// Returns whether `data` now holds the copy's image.
     #[cold]
-    fn heal(&mut self, io: &mut dyn DbIo, pgno: u32, offset: u64, data: &mut [u8], warn: Warn) {
+    fn heal(
+        &mut self,
+        io: &mut dyn DbIo,
+        pgno: u32,
+        offset: u64,
+        data: &mut [u8],
+        warn: Warn,
+    ) -> bool {
         let crc = crc32c(data);
         let Protection::On(store) = &mut self.protection else {
-            return;
+            return false;
         };
         // Another connection may have updated the copy since it was loaded:
         // the page may match it now, or no longer belong to the schema at
         // all (a table dropped, its pages freed and reused).
         if store.refresh().is_ok() {
+            if store
+                .mirror_header()
+                .is_some_and(|h| h.page_size != self.page_size)
+            {
+                // The copy has another page size than the one the read
+                // was cut into pages with (another connection changed it
+                // with VACUUM): take it, and judge the next read with it.
+                self.adopt_mirror_geometry();
+                return false;
+            }
             let settled = match store.mirror_page(pgno) {
                 Some(copy) => {
                     let start = if pgno == 1 { offset as usize } else { 0 };
@@ -426,7 +668,7 @@ impl Monitor {
             };
             if settled {
                 self.adopt_mirror_geometry();
-                return;
+                return false;
             }
         }
         if self.lock_level == super::LOCK_NONE || (!self.shm_mapped && self.copy_is_wal_mode()) {
@@ -436,16 +678,16 @@ impl Monitor {
             // the same twice.
             let mut again = vec![0u8; data.len()];
             if io.read(&mut again, offset).is_err() || again != *data {
-                return;
+                return false;
             }
         }
         let Some(took_lock) = self.hold_checkpoint_lock(io) else {
             // A checkpoint is copying pages into the file: what is on disk
             // now says nothing; pass the bytes on and look again next time.
-            return;
+            return false;
         };
         let Protection::On(store) = &mut self.protection else {
-            return;
+            return false;
         };
         let scan = store.scan();
         let db_path = self.db_path.clone();
@@ -457,7 +699,7 @@ impl Monitor {
             let _ = io.checkpoint_lock(false);
         }
         let (Ok(scan), Some(plan)) = (scan, plan) else {
-            return;
+            return false;
         };
         match plan {
             Plan::Restore { generation, pages } if pages.contains(&pgno) => {
@@ -468,7 +710,12 @@ impl Monitor {
                     .expect("the plan names a scanned generation");
                 let image = g.page(pgno).expect("a restored page is in its generation");
                 let start = if pgno == 1 { offset as usize } else { 0 };
-                data.copy_from_slice(&image[start..start + data.len()]);
+                let Some(served) = image.get(start..start + data.len()) else {
+                    // The read is not of this page at the copy's page
+                    // size: nothing to serve it from.
+                    return false;
+                };
+                data.copy_from_slice(served);
                 let list = page_list(&pages);
                 warn(&format!(
                     "metadwr: {}: damaged page{} {list} served from the copy (generation {generation})",
@@ -484,6 +731,7 @@ impl Monitor {
                     self.read.trusted = data.len() == image.len();
                 }
                 self.try_repair_now(io, warn);
+                true
             }
             Plan::Refuse(why) => {
                 if !matches!(&self.last_event, Some(e) if e.starts_with("stale: ")) {
@@ -494,9 +742,11 @@ impl Monitor {
                 }
                 self.last_event = Some(format!("stale: {why}"));
                 self.read.declined.insert((pgno, crc));
+                false
             }
             _ => {
                 self.read.declined.insert((pgno, crc));
+                false
             }
         }
     }
