@@ -407,7 +407,10 @@ impl Monitor {
                         .into()
                 }
                 None => match &self.protection {
-                    Protection::On(store) if store.holds_nothing() => {
+                    Protection::On(store)
+                        if store.holds_nothing()
+                            && std::fs::metadata(&self.db_path).is_ok_and(|m| m.len() == 0) =>
+                    {
                         "enabled (nothing to protect yet: the database is empty)".into()
                     }
                     _ => "enabled".into(),

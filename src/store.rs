@@ -726,11 +726,17 @@ impl Store {
             return Ok(None);
         }
         let durable = flags & FLAG_WAL_AHEAD != 0 && !m.header.wal_ahead();
-        let header = Header {
+        let mut header = Header {
             generation: m.max_generation_seen + 1,
             flags,
             ..m.header
         };
+        if durable {
+            // Set when the first frames are about to go into an empty WAL:
+            // they start a session the copy has not seen yet, which the
+            // writer records when it releases the WAL write lock.
+            header.fingerprint.wal_session = None;
+        }
         self.rewrite_header(header, durable)
     }
 

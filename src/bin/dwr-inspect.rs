@@ -61,6 +61,16 @@ fn main() -> ExitCode {
             .iter()
             .map(|(p, crc)| format!("{p} (crc {crc:#010x})"))
             .collect();
+        match fp.wal_session {
+            Some(w) => println!(
+                "  WAL session: sequence {}, salts {:#010x} {:#010x}{}",
+                w.sequence,
+                w.salt1,
+                w.salt2,
+                if w.complete { ", complete" } else { "" }
+            ),
+            None => println!("  WAL session: none recorded"),
+        }
         println!(
             "  witness pages: {}",
             if witnesses.is_empty() {
