@@ -303,7 +303,10 @@ ALREADY_OPEN = textwrap.dedent(
     so, db = sys.argv[1], sys.argv[2]
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
-    conn.executemany("INSERT INTO notes(body) VALUES (?)", [("a",), ("b",)])
+    # Notes with some text: with page 1 destroyed, a data page's checksum
+    # is what ties the copy to this file (two one-letter rows prove nothing).
+    conn.executemany("INSERT INTO notes(body) VALUES (?)",
+                     [("a: the first note, long enough to be told apart",), ("b",)])
     # The extension is loaded into this very connection; its database is
     # re-opened through metadwr in place.
     conn.enable_load_extension(True)
@@ -338,7 +341,7 @@ class AlreadyOpenTest(MetadwrTestCase):
         self.assertEqual(lines[1], "True")
         self.assertEqual(lines[2], "rows: 3")
         self.assertRegex(lines[3], r"^enabled \(recovered: healed page 1 from generation \d+ on read; ")
-        self.assertEqual(lines[4], "a,b,c")
+        self.assertEqual(lines[4], "a: the first note, long enough to be told apart,b,c")
         self.assertEqual(lines[5], "ok")
 
 
