@@ -116,8 +116,16 @@ fn plan_pending(g: &Generation, older: Option<&Generation>, disk: &mut dyn DiskP
                 ))
             });
     }
-    match (evaluate(g, disk, true), evaluate(o, disk, true)) {
-        (Ok(plan), Err(_)) | (Err(_), Ok(plan)) => plan,
+    // Which of the two the file is in is decided without the witnesses,
+    // as before they existed; the one chosen must then pass them too.
+    // (Letting the witnesses alone pick one was found wrong by make
+    // torture SEED=4: see the closing note of issue 11.)
+    match (
+        evaluate_with(g, disk, true, false),
+        evaluate_with(o, disk, true, false),
+    ) {
+        (Ok(_), Err(_)) => evaluate(g, disk, true).unwrap_or_else(Plan::Refuse),
+        (Err(_), Ok(_)) => evaluate(o, disk, true).unwrap_or_else(Plan::Refuse),
         (Ok(_), Ok(_)) => Plan::Refuse(format!(
             "page 1 is damaged and the newest copy (generation {}) was taken during a commit \
              that may not have completed; the file fits both it and generation {}, which differ",
@@ -162,6 +170,16 @@ fn same_state(a: &Generation, b: &Generation) -> bool {
 /// if page 1 on disk is exactly its page 1; evidence that the file moved
 /// past the newest copy makes every older copy staler still.
 fn evaluate(g: &Generation, disk: &mut dyn DiskPages, newest: bool) -> Result<Plan, String> {
+    evaluate_with(g, disk, newest, true)
+}
+
+/// [`evaluate`], with the witness pages checked or not.
+fn evaluate_with(
+    g: &Generation,
+    disk: &mut dyn DiskPages,
+    newest: bool,
+    witnesses: bool,
+) -> Result<Plan, String> {
     let fp = &g.header.fingerprint;
     let ps = g.header.page_size;
     let io = |e: std::io::Error| format!("cannot read the database: {e}");
@@ -230,7 +248,8 @@ fn evaluate(g: &Generation, disk: &mut dyn DiskPages, newest: bool) -> Result<Pl
         // and the witnesses must. A copy without witnesses (a database
         // with no data page worth one) is trusted only while page 1 still
         // holds the copy's schema root: then only the header was hit.
-        if bit_distance(&disk_pages[&1], copy_p1) > BIT_ROT_LIMIT
+        if witnesses
+            && bit_distance(&disk_pages[&1], copy_p1) > BIT_ROT_LIMIT
             && (!fp.witnesses.is_empty()
                 || bit_distance(&disk_pages[&1][100..], &copy_p1[100..]) > BIT_ROT_LIMIT)
         {
@@ -797,13 +816,15 @@ mod tests {
         let mut committed = destroyed(1024);
         committed.data = data_page(1);
         assert_eq!(restores(&plan(&gens, &mut committed)), Some(5));
-        // A schema change: the witnesses decide which state the file is in.
+        // A schema change that fits the file either way without the
+        // witnesses: refused, whatever the witnesses say (they do not pick
+        // between two schemas; make torture SEED=4 found that wrong).
         let schema_change = generation_with(5, page1(5, 2), 1024, FLAG_PENDING, 1);
         let gens = [schema_change, older];
-        assert_eq!(restores(&plan(&gens, &mut destroyed(1024))), Some(4));
+        assert!(matches!(plan(&gens, &mut destroyed(1024)), Plan::Refuse(_)));
         let mut committed = destroyed(1024);
         committed.data = data_page(1);
-        assert_eq!(restores(&plan(&gens, &mut committed)), Some(5));
+        assert!(matches!(plan(&gens, &mut committed), Plan::Refuse(_)));
         let mut neither = destroyed(1024);
         neither.data = data_page(2);
         assert!(matches!(plan(&gens, &mut neither), Plan::Refuse(_)));
