@@ -136,9 +136,13 @@ dwr_plain=$(find "$work/plain-tmp" "$work/plain" -name '*-dwr' | wc -l)
 dwr_md=$(find "$work/metadwr-tmp" "$work/metadwr" -name '*-dwr' | wc -l)
 echo "-dwr files left by the tests: plain run $dwr_plain, metadwr run $dwr_md"
 # The CLI as a separate process (the console script, as the tests' subprocess
-# runs start it): goes through metadwr too.
+# runs start it): goes through metadwr too. The first process gives the
+# database a table, so that the second finds something to protect (an empty
+# database answers "enabled (nothing to protect yet: ...)").
 mkdir "$work/cli-probe"
 cli_probe=$(cd "$work/cli-probe" && env -u METADWR_SYNC METADWR_ENABLE=1 METADWR_COMPAT_SO="$so" \
+  "$venv/bin/sqlite-utils" create-table probe.db probe id integer >/dev/null 2>&1 \
+  && cd "$work/cli-probe" && env -u METADWR_SYNC METADWR_ENABLE=1 METADWR_COMPAT_SO="$so" \
   "$venv/bin/sqlite-utils" query probe.db "PRAGMA meta_double_write" 2>&1 || true)
 cli_dwr=no; [ -f "$work/cli-probe/probe.db-dwr" ] && cli_dwr=yes
 echo "metadwr probe sqlite-utils CLI process: $cli_probe, -dwr exists: $cli_dwr"
