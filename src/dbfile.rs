@@ -136,7 +136,7 @@ impl DbHeader {
 
     /// The fields are public, so a header may not come from [`DbHeader::parse`]; the walks
     /// re-check the geometry their arithmetic depends on.
-    fn checked_usable_size(&self) -> Result<u32, FormatError> {
+    pub fn checked_usable_size(&self) -> Result<u32, FormatError> {
         if !is_valid_page_size(self.page_size) {
             return Err(FormatError::BadPageSize {
                 value: self.page_size,
@@ -185,12 +185,12 @@ pub fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
     Some(((value << 8) | u64::from(last), 9))
 }
 
-fn be_u16(buf: &[u8], off: usize) -> Option<u16> {
+pub(crate) fn be_u16(buf: &[u8], off: usize) -> Option<u16> {
     let b = buf.get(off..off.checked_add(2)?)?;
     Some(u16::from_be_bytes([b[0], b[1]]))
 }
 
-fn be_u32(buf: &[u8], off: usize) -> Option<u32> {
+pub(crate) fn be_u32(buf: &[u8], off: usize) -> Option<u32> {
     let b = buf.get(off..off.checked_add(4)?)?;
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod monitor;
 pub mod quarantine;
 pub mod recovery;
+pub mod salvage;
 pub mod sidecar;
 pub mod sql;
 pub mod store;

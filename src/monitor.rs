@@ -1038,6 +1038,40 @@ impl Monitor {
         result
     }
 
+    /// Writes a salvage of this database to `out` (see `salvage/`). The
+    /// file is only read, under a shared lock so that no writer changes it
+    /// half-way; the `-dwr` only supplies the schema.
+    pub fn salvage(&mut self, io: &mut dyn DbIo, out: &Path) -> Result<String, String> {
+        let generations = if self.dwr_path.exists() {
+            self.open_store(OpenMode::ReadOnly)
+                .and_then(|s| s.scan())
+                .map(|scan| scan.generations)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let held = self.lock_level;
+        if held < LOCK_SHARED {
+            io.lock(LOCK_SHARED)
+                .map_err(|rc| lock_error(rc, "salvage"))?;
+        }
+        let db_path = self.db_path.clone();
+        let mut disk = Disk {
+            io: &mut *io,
+            path: &db_path,
+        };
+        let result = crate::salvage::salvage(crate::salvage::Request {
+            db_path: &db_path,
+            disk: &mut disk,
+            generations,
+            out_path: out,
+        });
+        if held < LOCK_SHARED {
+            let _ = io.unlock(held);
+        }
+        result
+    }
+
     fn recover_exclusive(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<String, String> {
         // The restore writes page 1 itself; an image SQLite wrote earlier
         // no longer describes the file.

@@ -1,6 +1,7 @@
 //! The SQL surface: `PRAGMA meta_double_write`, `PRAGMA
-//! meta_double_write_sync`, `PRAGMA meta_double_write_stats` and the
-//! function `meta_recover([schema])`.
+//! meta_double_write_sync`, `PRAGMA meta_double_write_stats`, `PRAGMA
+//! meta_recover`, `PRAGMA meta_salvage` and the functions
+//! `meta_recover([schema])` and `meta_salvage(out [, schema])`.
 //!
 //! Pragmas reach the VFS through `SQLITE_FCNTL_PRAGMA`, so they exist only
 //! for databases opened through metadwr; the entry point makes sure an
@@ -8,7 +9,7 @@
 
 use crate::monitor::{DbIo, Enabled, Monitor};
 use crate::store::SyncPolicy;
-use crate::vfs::{self, RecoverRequest};
+use crate::vfs::{self, RecoverRequest, SalvageRequest};
 use libsqlite3_sys as ffi;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -64,6 +65,17 @@ pub fn pragma(
                 .map_err(|e| format!("meta_recover: {e}")),
             Some(_) => Err("meta_recover takes no value: PRAGMA [schema.]meta_recover".into()),
         }),
+        // Like meta_recover, the pragma form works where the schema cannot
+        // be read, which is exactly when a salvage is wanted.
+        "meta_salvage" => Some(match value.map(str::trim).filter(|v| !v.is_empty()) {
+            None => Err(
+                "meta_salvage needs the path of the new database: PRAGMA meta_salvage='out.db'"
+                    .into(),
+            ),
+            Some(out) => monitor
+                .salvage(io, std::path::Path::new(out))
+                .map_err(|e| format!("meta_salvage: {e}")),
+        }),
         "meta_double_write_stats" => Some(Ok(match monitor.stats() {
             Some(s) => format!(
                 "generations={} pages={} bytes={} fsyncs={} flag_updates={}",
@@ -91,75 +103,137 @@ unsafe fn result_error(ctx: *mut ffi::sqlite3_context, msg: &str) {
     ffi::sqlite3_result_error(ctx, c.as_ptr(), -1);
 }
 
+/// Text argument `i` of a function call, or None when it is NULL.
+///
+/// # Safety
+/// `argv` must hold at least `i + 1` live values of the running call.
+unsafe fn text_arg(argv: *mut *mut ffi::sqlite3_value, i: usize) -> Option<CString> {
+    let v = ffi::sqlite3_value_text(*argv.add(i));
+    (!v.is_null()).then(|| CStr::from_ptr(v.cast()).to_owned())
+}
+
+/// Sends file control `op` with `arg` to database `schema` of `db`, after
+/// checking that it names a file. `what` names the function in errors.
+///
+/// # Safety
+/// `db` must be the live connection of the running function call and
+/// `arg` what the VFS expects for `op`.
+unsafe fn send_to_file(
+    db: *mut ffi::sqlite3,
+    schema: &CStr,
+    what: &str,
+    op: c_int,
+    arg: *mut c_void,
+) -> Result<(), String> {
+    let shown = schema.to_string_lossy().into_owned();
+    let no_file = || {
+        format!("{what}: database '{shown}' is in memory or temporary; it has no file to protect")
+    };
+    if shown.eq_ignore_ascii_case("temp") {
+        return Err(no_file());
+    }
+    let filename = ffi::sqlite3_db_filename(db, schema.as_ptr());
+    if filename.is_null() {
+        return Err(format!("{what}: no such database: {shown}"));
+    }
+    if *filename == 0 {
+        return Err(no_file());
+    }
+    match ffi::sqlite3_file_control(db, schema.as_ptr(), op, arg) {
+        ffi::SQLITE_OK => Ok(()),
+        ffi::SQLITE_NOTFOUND => Err(format!(
+            "{what}: database '{shown}' is not opened through the metadwr VFS; \
+             load the extension before opening it (or reopen it with .open)"
+        )),
+        rc => Err(format!("{what}: file control failed (error {rc})")),
+    }
+}
+
+/// Runs `body` for a function call, catching panics, and sets the text it
+/// returns (or its error) as the result.
+///
+/// # Safety
+/// `ctx` must be the live context of the running function call.
+unsafe fn answer(
+    ctx: *mut ffi::sqlite3_context,
+    what: &str,
+    body: impl FnOnce() -> Result<String, String>,
+) {
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    match outcome {
+        Ok(Ok(report)) => {
+            let c = CString::new(report.replace('\0', " ")).unwrap_or_default();
+            ffi::sqlite3_result_text(ctx, c.as_ptr(), -1, ffi::SQLITE_TRANSIENT());
+        }
+        Ok(Err(msg)) => result_error(ctx, &msg),
+        Err(_) => result_error(ctx, &format!("{what}: internal error")),
+    }
+}
+
 /// `meta_recover([schema])`.
 unsafe extern "C" fn meta_recover(
     ctx: *mut ffi::sqlite3_context,
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
 ) {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: ctx and argv are the live arguments SQLite passed to this
-        // function; argv has argc entries.
-        unsafe {
-            let db = ffi::sqlite3_context_db_handle(ctx);
-            let schema = if argc >= 1 {
-                let v = ffi::sqlite3_value_text(*argv);
-                if v.is_null() {
-                    return Err("meta_recover: schema name must not be NULL".to_string());
-                }
-                CStr::from_ptr(v.cast()).to_owned()
-            } else {
-                c"main".to_owned()
-            };
-            let shown = schema.to_string_lossy().into_owned();
-            if shown.eq_ignore_ascii_case("temp") {
-                return Err(format!(
-                    "meta_recover: database '{shown}' is in memory or temporary; it has no file to protect"
-                ));
+    // SAFETY: ctx and argv are the live arguments SQLite passed to this
+    // function; argv has argc entries.
+    answer(ctx, "meta_recover", || unsafe {
+        let db = ffi::sqlite3_context_db_handle(ctx);
+        let schema = match argc {
+            0 => c"main".to_owned(),
+            _ => {
+                text_arg(argv, 0).ok_or("meta_recover: schema name must not be NULL".to_string())?
             }
-            let filename = ffi::sqlite3_db_filename(db, schema.as_ptr());
-            if filename.is_null() {
-                return Err(format!("meta_recover: no such database: {shown}"));
+        };
+        let mut req = RecoverRequest { outcome: None };
+        let arg = (&mut req as *mut RecoverRequest).cast::<c_void>();
+        send_to_file(db, &schema, "meta_recover", vfs::FCNTL_RECOVER, arg)?;
+        match req.outcome {
+            Some(Ok(report)) => {
+                // Drop pages this connection cached while the file was
+                // damaged; other connections see the bumped change counter.
+                ffi::sqlite3_db_release_memory(db);
+                Ok(report)
             }
-            if *filename == 0 {
-                return Err(format!(
-                    "meta_recover: database '{shown}' is in memory or temporary; it has no file to protect"
-                ));
-            }
-            let mut req = RecoverRequest { outcome: None };
-            let rc = ffi::sqlite3_file_control(
-                db,
-                schema.as_ptr(),
-                vfs::FCNTL_RECOVER,
-                (&mut req as *mut RecoverRequest).cast::<c_void>(),
-            );
-            match req.outcome {
-                Some(Ok(report)) => {
-                    // Drop pages this connection cached while the file was
-                    // damaged; other connections see the bumped change counter.
-                    ffi::sqlite3_db_release_memory(db);
-                    Ok(report)
-                }
-                Some(Err(e)) => Err(format!("meta_recover: {e}")),
-                None if rc == ffi::SQLITE_NOTFOUND => Err(format!(
-                    "meta_recover: database '{shown}' is not opened through the metadwr VFS; \
-                     load the extension before opening it (or reopen it with .open)"
-                )),
-                None => Err(format!("meta_recover: file control failed (error {rc})")),
-            }
+            Some(Err(e)) => Err(format!("meta_recover: {e}")),
+            None => Err("meta_recover: the VFS did not answer".into()),
         }
-    }));
-    // SAFETY: ctx is the live function context.
-    unsafe {
-        match outcome {
-            Ok(Ok(report)) => {
-                let c = CString::new(report).unwrap_or_default();
-                ffi::sqlite3_result_text(ctx, c.as_ptr(), -1, ffi::SQLITE_TRANSIENT());
+    })
+}
+
+/// `meta_salvage(out [, schema])`.
+unsafe extern "C" fn meta_salvage(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: ctx and argv are the live arguments SQLite passed to this
+    // function; argv has argc entries (1 or 2, as registered).
+    answer(ctx, "meta_salvage", || unsafe {
+        let db = ffi::sqlite3_context_db_handle(ctx);
+        let out = text_arg(argv, 0)
+            .map(|c| c.to_string_lossy().into_owned())
+            .filter(|s| !s.trim().is_empty())
+            .ok_or("meta_salvage: the path of the new database must not be NULL or empty")?;
+        let schema = match argc {
+            1 => c"main".to_owned(),
+            _ => {
+                text_arg(argv, 1).ok_or("meta_salvage: schema name must not be NULL".to_string())?
             }
-            Ok(Err(msg)) => result_error(ctx, &msg),
-            Err(_) => result_error(ctx, "meta_recover: internal error"),
+        };
+        let mut req = SalvageRequest {
+            out: std::path::PathBuf::from(out),
+            outcome: None,
+        };
+        let arg = (&mut req as *mut SalvageRequest).cast::<c_void>();
+        send_to_file(db, &schema, "meta_salvage", vfs::FCNTL_SALVAGE, arg)?;
+        match req.outcome {
+            Some(Ok(summary)) => Ok(summary),
+            Some(Err(e)) => Err(format!("meta_salvage: {e}")),
+            None => Err("meta_salvage: the VFS did not answer".into()),
         }
-    }
+    })
 }
 
 /// Registers the SQL functions on `db`.
@@ -167,14 +241,22 @@ unsafe extern "C" fn meta_recover(
 /// # Safety
 /// `db` must be a live connection and the API table installed.
 pub unsafe fn register_functions(db: *mut ffi::sqlite3) -> c_int {
-    for n_arg in [0, 1] {
+    type Func =
+        unsafe extern "C" fn(*mut ffi::sqlite3_context, c_int, *mut *mut ffi::sqlite3_value);
+    let functions: [(&CStr, c_int, Func); 4] = [
+        (c"meta_recover", 0, meta_recover),
+        (c"meta_recover", 1, meta_recover),
+        (c"meta_salvage", 1, meta_salvage),
+        (c"meta_salvage", 2, meta_salvage),
+    ];
+    for (name, n_arg, f) in functions {
         let rc = ffi::sqlite3_create_function_v2(
             db,
-            c"meta_recover".as_ptr(),
+            name.as_ptr(),
             n_arg,
             ffi::SQLITE_UTF8,
             std::ptr::null_mut(),
-            Some(meta_recover),
+            Some(f),
             None,
             None,
             None,

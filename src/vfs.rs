@@ -41,6 +41,16 @@ pub struct RecoverRequest {
     pub outcome: Option<Result<String, String>>,
 }
 
+/// File control opcode of `meta_salvage()`: asks the metadwr file to
+/// write a salvage of itself.
+pub const FCNTL_SALVAGE: c_int = 0x6d64_7773; // "mdws"
+
+/// The argument of [`FCNTL_SALVAGE`].
+pub struct SalvageRequest {
+    pub out: std::path::PathBuf,
+    pub outcome: Option<Result<String, String>>,
+}
+
 /// The `sqlite3_file` of a wrapped main database.
 #[repr(C)]
 struct ShimFile {
@@ -712,6 +722,14 @@ unsafe extern "C" fn shim_file_control(
                 let req = unsafe { &mut *(arg as *mut RecoverRequest) };
                 let mut io = db.io();
                 req.outcome = Some(db.monitor.recover(&mut io, &mut log_warning));
+                ffi::SQLITE_OK
+            }
+            FCNTL_SALVAGE => {
+                // SAFETY: only `sql::meta_salvage` sends this opcode, with a
+                // pointer to a live SalvageRequest.
+                let req = unsafe { &mut *(arg as *mut SalvageRequest) };
+                let mut io = db.io();
+                req.outcome = Some(db.monitor.salvage(&mut io, &req.out));
                 ffi::SQLITE_OK
             }
             ffi::SQLITE_FCNTL_COMMIT_PHASETWO => {
