@@ -29,16 +29,17 @@ deps:
 test: deps build unit matrix sql-tests c-example python-test
 	@echo "make test: all suites passed"
 
-# Unit tests, plus the bounded -dwr reader property test (tests/dwr_fuzz.rs).
+# Unit tests, plus the bounded property tests of the -dwr reader
+# (tests/dwr_fuzz.rs) and the salvage's database reader (tests/salvage_fuzz.rs).
 unit:
 	$(CARGO) test --release --lib --tests
 
-# The same property test, long: FUZZ_ITERATIONS mutated files from FUZZ_SEED.
+# The same property tests, long: FUZZ_ITERATIONS mutated files from FUZZ_SEED.
 FUZZ_ITERATIONS ?= 200000
 FUZZ_SEED ?= 1
 fuzz:
 	METADWR_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) METADWR_FUZZ_SEED=$(FUZZ_SEED) \
-	  $(CARGO) test --release --test dwr_fuzz -- --nocapture
+	  $(CARGO) test --release --test dwr_fuzz --test salvage_fuzz -- --nocapture
 
 matrix: build
 	cd itest && METADWR_SO=$(CURDIR)/$(SO) $(CARGO) test --release --no-fail-fast -- --test-threads=2

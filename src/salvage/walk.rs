@@ -60,8 +60,13 @@ pub fn walk(
 ) -> Walked {
     let mut out = Walked::default();
     let mut stack: Vec<(u32, u32, Gap)> = vec![(root, 0, (None, None))];
+    // A second pass may re-enter pages this owner holds, so claiming alone
+    // no longer stops a cycle there: each walk also visits a page once.
+    let mut visited = std::collections::HashSet::new();
     while let Some((pgno, depth, (lo, hi))) = stack.pop() {
-        let mine = pages.claim(pgno, owner) || (revisit && pages.owner(pgno) == owner);
+        let first_visit = visited.insert(pgno);
+        let mine =
+            first_visit && (pages.claim(pgno, owner) || (revisit && pages.owner(pgno) == owner));
         let reject = |out: &mut Walked, why: &'static str| {
             out.pages_unreadable += 1;
             out.first_reject.get_or_insert((pgno, why));
@@ -69,6 +74,10 @@ pub fn walk(
                 out.gaps.push((lo, hi));
             }
         };
+        if !first_visit {
+            reject(&mut out, "page reached twice");
+            continue;
+        }
         if !mine {
             reject(&mut out, "page already belongs to another tree");
             continue;
@@ -124,7 +133,15 @@ pub fn walk(
                     Some((a, b)) => (a.min(c.rowid), b.max(c.rowid)),
                 });
             }
-            let payload = read_payload(pages, &image, c, owner, revisit, &mut out.claimed);
+            let payload = read_payload(
+                pages,
+                &image,
+                c,
+                owner,
+                revisit,
+                &mut visited,
+                &mut out.claimed,
+            );
             emit(
                 pages,
                 Row {
@@ -164,6 +181,7 @@ pub fn read_payload(
     cell: &Cell,
     owner: Owner,
     revisit: bool,
+    visited: &mut std::collections::HashSet<u32>,
     claimed: &mut Vec<u32>,
 ) -> Result<Vec<u8>, &'static str> {
     let local = image
@@ -178,7 +196,9 @@ pub fn read_payload(
         if next == 0 {
             return Err("overflow chain ends early");
         }
-        if !(pages.claim(next, owner) || (revisit && pages.owner(next) == owner)) {
+        if !(visited.insert(next)
+            && (pages.claim(next, owner) || (revisit && pages.owner(next) == owner)))
+        {
             return Err("overflow page belongs to something else");
         }
         claimed.push(next);
