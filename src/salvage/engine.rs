@@ -7,6 +7,7 @@ use super::pages::{Owner, Pages};
 use super::record::{self, Class, Value};
 use super::schema::{self, Entry, Source};
 use super::shape::{Column, Shape};
+use super::wal::WithWal;
 use super::walk::{self, Row};
 use crate::dbfile::be_u32;
 use crate::recovery::DiskPages;
@@ -75,13 +76,14 @@ pub fn salvage(req: Request) -> Result<String, String> {
         ));
     }
     let prot = Protection::of_database(req.db_path).map_err(|e| e.to_string())?;
-    let chosen = schema::choose(&req.generations, req.disk)?;
+    let mut disk = WithWal::new(req.db_path, req.disk);
+    let chosen = schema::choose(&req.generations, &mut disk)?;
     let tmp = temp_path(req.out_path);
     // The output is built under a temporary name and linked into place
     // only when complete: a crash or error never leaves a half-built file
     // at the name the caller gave.
     let file = sidecar::open(&tmp, prot, Create::New).map_err(|e| e.to_string())?;
-    let outcome = build(req.disk, &chosen, &tmp, started);
+    let outcome = build(&mut disk, &chosen, &tmp, started);
     let finish = outcome.and_then(|summary| {
         file.sync_all()
             .map_err(|e| format!("cannot sync the output: {e}"))?;
@@ -115,7 +117,7 @@ fn encoding_of(h: &crate::dbfile::DbHeader) -> c_int {
 }
 
 fn build(
-    disk: &mut dyn DiskPages,
+    disk: &mut WithWal,
     chosen: &schema::Chosen,
     out_path: &Path,
     started: Instant,
@@ -138,14 +140,24 @@ fn build(
         _ => file_pages,
     };
     let page_size = h.page_size;
+    let wal_pages: std::collections::HashSet<u32> = if disk.frames.page_size == page_size {
+        disk.frames.pages.keys().copied().collect()
+    } else {
+        Default::default()
+    };
+    let wal_frames = disk.frames.frames;
     let mut read = |pgno: u32, buf: &mut [u8]| -> std::io::Result<()> {
         let p = disk.read_page(pgno, page_size)?;
         buf.copy_from_slice(&p);
         Ok(())
     };
     let mut pages = Pages::new(page_size, usable, max_page, &mut read);
+    // A committed WAL frame is newer than any copy: it is what SQLite
+    // itself would read, and its checksum vouches for it.
     for (pgno, image) in &chosen.overlay {
-        pages.overlay(*pgno, image.clone());
+        if !wal_pages.contains(pgno) {
+            pages.overlay(*pgno, image.clone());
+        }
     }
     let (entries, schema_walk) = schema::read_entries(&mut pages, h.text_encoding);
     if entries.is_empty() && schema_walk.pages_unreadable > 0 {
@@ -255,6 +267,7 @@ fn build(
         freelist_complete,
         lost_rows,
         pages.io_errors,
+        wal_frames,
         elapsed,
     )?;
     finish_output(&out, &h).map_err(|e| format!("cannot finish the output: {e}"))?;
@@ -1065,6 +1078,7 @@ fn write_report(
     freelist_complete: bool,
     lost_and_found: u64,
     io_errors: u64,
+    wal_frames: u64,
     elapsed: std::time::Duration,
 ) -> Result<String, String> {
     let e = |e: SqlError| format!("cannot write the report: {e}");
@@ -1142,6 +1156,7 @@ fn write_report(
         ("orphan_pages", Value::Int(orphan_pages as i64)),
         ("freelist_complete", Value::Int(freelist_complete as i64)),
         ("read_errors", Value::Int(io_errors as i64)),
+        ("wal_frames_read", Value::Int(wal_frames as i64)),
         ("milliseconds", Value::Int(ms)),
         (
             "notes",

@@ -22,6 +22,7 @@ pub mod pages;
 pub mod record;
 pub mod schema;
 pub mod shape;
+pub mod wal;
 pub mod walk;
 
 pub use engine::{salvage, Request};

@@ -14,6 +14,7 @@
 
 use super::pages::{Owner, Pages};
 use super::record::{self, Value};
+use super::wal::WithWal;
 use super::walk;
 use crate::dbfile::DbHeader;
 use crate::recovery::{self, DiskPages, Plan};
@@ -67,9 +68,11 @@ pub struct Chosen {
     pub overlay: Vec<(u32, Vec<u8>)>,
 }
 
-/// Picks the schema source (see the module comment).
-pub fn choose(generations: &[Generation], disk: &mut dyn DiskPages) -> Result<Chosen, String> {
-    let proven = match recovery::plan(generations, disk) {
+/// Picks the schema source (see the module comment). The staleness rule
+/// judges the file itself; the file's own schema is read as SQLite would
+/// see it, with the WAL's committed frames.
+pub fn choose(generations: &[Generation], disk: &mut WithWal) -> Result<Chosen, String> {
+    let proven = match recovery::plan(generations, &mut *disk.disk) {
         Plan::Restore { generation, .. } | Plan::Intact { generation } => Some(generation),
         Plan::Refuse(_) => None,
     };
