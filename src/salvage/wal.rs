@@ -104,57 +104,6 @@ pub fn committed_frames(wal: &mut dyn Read, page_size: u32) -> io::Result<WalFra
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn wal(page_size: u32, frames: &[(u32, u32, u8)], big_endian: bool) -> Vec<u8> {
-        let mut h = vec![0u8; HEADER];
-        h[0..4].copy_from_slice(&(0x377f_0682u32 | big_endian as u32).to_be_bytes());
-        h[4..8].copy_from_slice(&3_007_000u32.to_be_bytes());
-        h[8..12].copy_from_slice(&page_size.to_be_bytes());
-        h[16..24].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
-        let mut s = checksum(&h[..24], big_endian, (0, 0));
-        h[24..28].copy_from_slice(&s.0.to_be_bytes());
-        h[28..32].copy_from_slice(&s.1.to_be_bytes());
-        for &(pgno, commit, fill) in frames {
-            let mut f = vec![fill; FRAME_HEADER + page_size as usize];
-            f[0..4].copy_from_slice(&pgno.to_be_bytes());
-            f[4..8].copy_from_slice(&commit.to_be_bytes());
-            f[8..16].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
-            s = checksum(&f[..8], big_endian, s);
-            s = checksum(&f[FRAME_HEADER..], big_endian, s);
-            f[16..20].copy_from_slice(&s.0.to_be_bytes());
-            f[20..24].copy_from_slice(&s.1.to_be_bytes());
-            h.extend_from_slice(&f);
-        }
-        h
-    }
-
-    #[test]
-    fn only_committed_frames_count() {
-        for be in [false, true] {
-            let bytes = wal(512, &[(2, 0, 1), (3, 5, 2), (2, 0, 3), (4, 0, 4)], be);
-            let f = committed_frames(&mut &bytes[..], 512).unwrap();
-            assert_eq!(f.frames, 2, "the last transaction never committed");
-            assert_eq!(f.db_pages, 5);
-            assert_eq!(f.pages[&2], (HEADER + FRAME_HEADER) as u64);
-            assert!(!f.pages.contains_key(&4));
-        }
-    }
-
-    #[test]
-    fn a_broken_checksum_ends_the_log() {
-        let mut bytes = wal(512, &[(2, 3, 1), (3, 4, 2)], false);
-        let second = HEADER + FRAME_HEADER + 512 + FRAME_HEADER + 7;
-        bytes[second] ^= 1;
-        let f = committed_frames(&mut &bytes[..], 512).unwrap();
-        assert_eq!((f.frames, f.db_pages), (1, 3));
-        // Another page size: not this database's WAL.
-        assert_eq!(committed_frames(&mut &bytes[..], 1024).unwrap().frames, 0);
-    }
-}
-
 /// The database as SQLite sees it: the file, with the WAL's committed
 /// frames laid over it.
 pub struct WithWal<'a> {
@@ -218,5 +167,56 @@ impl crate::recovery::DiskPages for WithWal<'_> {
 
     fn wal_session(&mut self) -> Option<crate::format::WalSession> {
         self.disk.wal_session()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal(page_size: u32, frames: &[(u32, u32, u8)], big_endian: bool) -> Vec<u8> {
+        let mut h = vec![0u8; HEADER];
+        h[0..4].copy_from_slice(&(0x377f_0682u32 | big_endian as u32).to_be_bytes());
+        h[4..8].copy_from_slice(&3_007_000u32.to_be_bytes());
+        h[8..12].copy_from_slice(&page_size.to_be_bytes());
+        h[16..24].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut s = checksum(&h[..24], big_endian, (0, 0));
+        h[24..28].copy_from_slice(&s.0.to_be_bytes());
+        h[28..32].copy_from_slice(&s.1.to_be_bytes());
+        for &(pgno, commit, fill) in frames {
+            let mut f = vec![fill; FRAME_HEADER + page_size as usize];
+            f[0..4].copy_from_slice(&pgno.to_be_bytes());
+            f[4..8].copy_from_slice(&commit.to_be_bytes());
+            f[8..16].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+            s = checksum(&f[..8], big_endian, s);
+            s = checksum(&f[FRAME_HEADER..], big_endian, s);
+            f[16..20].copy_from_slice(&s.0.to_be_bytes());
+            f[20..24].copy_from_slice(&s.1.to_be_bytes());
+            h.extend_from_slice(&f);
+        }
+        h
+    }
+
+    #[test]
+    fn only_committed_frames_count() {
+        for be in [false, true] {
+            let bytes = wal(512, &[(2, 0, 1), (3, 5, 2), (2, 0, 3), (4, 0, 4)], be);
+            let f = committed_frames(&mut &bytes[..], 512).unwrap();
+            assert_eq!(f.frames, 2, "the last transaction never committed");
+            assert_eq!(f.db_pages, 5);
+            assert_eq!(f.pages[&2], (HEADER + FRAME_HEADER) as u64);
+            assert!(!f.pages.contains_key(&4));
+        }
+    }
+
+    #[test]
+    fn a_broken_checksum_ends_the_log() {
+        let mut bytes = wal(512, &[(2, 3, 1), (3, 4, 2)], false);
+        let second = HEADER + FRAME_HEADER + 512 + FRAME_HEADER + 7;
+        bytes[second] ^= 1;
+        let f = committed_frames(&mut &bytes[..], 512).unwrap();
+        assert_eq!((f.frames, f.db_pages), (1, 3));
+        // Another page size: not this database's WAL.
+        assert_eq!(committed_frames(&mut &bytes[..], 1024).unwrap().frames, 0);
     }
 }
