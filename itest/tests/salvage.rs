@@ -30,7 +30,8 @@ fn rich_database(path: &Path, journal: &str, page_size: u32, auto_vacuum: bool, 
     );
     enable(&conn);
     conn.execute_batch(&format!(
-        "BEGIN;
+        "PRAGMA user_version=77; PRAGMA application_id=1234567;
+         BEGIN;
          CREATE TABLE people(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, photo BLOB);
          CREATE TABLE notes(body TEXT, n INTEGER, extra);
          CREATE TABLE kv(k TEXT PRIMARY KEY, v INT NOT NULL) WITHOUT ROWID;
@@ -211,6 +212,8 @@ fn an_intact_database_is_salvaged_exactly() {
         assert_eq!(one(&o, "PRAGMA page_size"), ps.to_string());
         assert_eq!(one(&o, "PRAGMA auto_vacuum"), if av { "1" } else { "0" });
         assert_eq!(info(&o, "schema_proven_current"), "1");
+        assert_eq!(one(&o, "PRAGMA user_version"), "77");
+        assert_eq!(one(&o, "PRAGMA application_id"), "1234567");
         assert_eq!(one(&o, "SELECT count(*) FROM lost_and_found"), "0");
         // The generated columns are computed again, the trigger fires.
         assert_eq!(one(&o, "SELECT y + z FROM gen WHERE x = 10"), "31");

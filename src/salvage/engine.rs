@@ -171,8 +171,7 @@ fn build(
     let enc = encoding_of(&h);
     let out = Db::open(out_path, "unix")?;
     let scratch = Db::open(Path::new(":memory:"), "unix")?;
-    prepare_output(&out, &chosen.page1, &h)
-        .map_err(|e| format!("cannot set up the output: {e}"))?;
+    prepare_output(&out, &h).map_err(|e| format!("cannot set up the output: {e}"))?;
     let mut objs = create_schema(&out, &scratch, &entries)?;
     drop(scratch);
     let lost = LostAndFound::create(&out)?;
@@ -270,7 +269,7 @@ fn build(
         wal_frames,
         elapsed,
     )?;
-    finish_output(&out, &h).map_err(|e| format!("cannot finish the output: {e}"))?;
+    finish_output(&out, &chosen.page1, &h).map_err(|e| format!("cannot finish the output: {e}"))?;
     drop(out);
     Ok(summary)
 }
@@ -336,7 +335,7 @@ fn read_freelist(pages: &mut Pages, h: &crate::dbfile::DbHeader, usable: u32) ->
     ok && count == u64::from(h.freelist_count)
 }
 
-fn prepare_output(out: &Db, page1: &[u8], h: &crate::dbfile::DbHeader) -> Result<(), SqlError> {
+fn prepare_output(out: &Db, h: &crate::dbfile::DbHeader) -> Result<(), SqlError> {
     let auto_vacuum = match (h.autovacuum_top_root, h.incremental_vacuum) {
         (0, _) => 0,
         (_, 0) => 1,
@@ -347,7 +346,6 @@ fn prepare_output(out: &Db, page1: &[u8], h: &crate::dbfile::DbHeader) -> Result
         3 => "UTF-16be",
         _ => "UTF-8",
     };
-    let _ = page1;
     out.exec(&format!(
         "PRAGMA page_size={}; PRAGMA auto_vacuum={auto_vacuum}; PRAGMA encoding='{encoding}';
          PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA trusted_schema=OFF;",
@@ -357,8 +355,14 @@ fn prepare_output(out: &Db, page1: &[u8], h: &crate::dbfile::DbHeader) -> Result
 
 /// Copies what the header keeps for the application and makes the file
 /// durable in the journal mode the original had.
-fn finish_output(out: &Db, h: &crate::dbfile::DbHeader) -> Result<(), SqlError> {
-    let _ = h;
+fn finish_output(out: &Db, page1: &[u8], h: &crate::dbfile::DbHeader) -> Result<(), SqlError> {
+    // Header offsets 60 (user version) and 68 (application id).
+    let field = |at: usize| be_u32(page1, at).unwrap_or(0) as i32;
+    out.exec(&format!(
+        "PRAGMA user_version={}; PRAGMA application_id={};",
+        field(60),
+        field(68)
+    ))?;
     out.exec("PRAGMA synchronous=FULL; PRAGMA journal_mode=DELETE;")?;
     if h.write_version == 2 {
         out.exec("PRAGMA journal_mode=WAL;")?;
