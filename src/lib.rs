@@ -7,6 +7,7 @@
 //! * [`sql`]: pragmas and SQL functions (FFI);
 //! * [`monitor`]: per-file protection logic, when to copy and restore;
 //! * [`recovery`]: the staleness rule, deciding what may be restored;
+//! * [`salvage`]: every readable row of a damaged database into a new one;
 //! * [`store`]: the `-dwr` store, generations and sync policy;
 //! * [`quarantine`]: the bounded `-dwr-quarantine` of damaged pages;
 //! * [`sidecar`]: creating files next to a database with its protection;
