@@ -14,21 +14,9 @@ use metadwr::store::{Snapshot, Store, SyncPolicy};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-struct Rng(u64);
+mod common;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: deterministic, no dependency.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use common::Rng;
 
 fn temp_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("metadwr-fuzz-{}-{tag}", std::process::id()))
@@ -113,14 +101,7 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>, other: &[u8]) {
 
 #[test]
 fn mutated_dwr_files_never_yield_an_unwritten_generation() {
-    let iterations: u64 = std::env::var("METADWR_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
-    let seed: u64 = std::env::var("METADWR_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_d00d);
+    let (iterations, seed) = common::iterations_and_seed(3000, 0x5eed_d00d);
     let mut rng = Rng(seed | 1);
     let path = temp_path("mutated");
     let (mut accepted, mut refused) = (0u64, 0u64);

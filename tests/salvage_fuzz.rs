@@ -20,20 +20,9 @@ use std::cell::Cell;
 
 use std::process::Command;
 
-struct Rng(u64);
+mod common;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use common::Rng;
 
 /// A database made by the real shell, as bytes.
 fn make_database(page_size: u32, auto_vacuum: bool) -> Vec<u8> {
@@ -208,14 +197,7 @@ fn read_all(bytes: &[u8], fallback_ps: u32) -> (u64, u64, u64) {
 
 #[test]
 fn mutated_databases_are_read_without_panics_or_loops() {
-    let iterations: u64 = std::env::var("METADWR_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1500);
-    let seed: u64 = std::env::var("METADWR_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5a1_0a9e);
+    let (iterations, seed) = common::iterations_and_seed(1500, 0x5a1_0a9e);
     let mut rng = Rng(seed | 1);
     let originals: Vec<(u32, Vec<u8>)> = [(512, false), (1024, true), (4096, false)]
         .into_iter()

@@ -190,22 +190,8 @@ fn build(
         if root == 0 {
             continue;
         }
-        let mut failure = None;
-        let walked = if obj.is_table {
-            walk::walk(
-                &mut pages,
-                root,
-                rowid,
-                Owner::Tree(id),
-                false,
-                &mut |_, row| {
-                    if failure.is_none() {
-                        if let Err(e) = writer.put(obj, row, false) {
-                            failure = Some(e);
-                        }
-                    }
-                },
-            )
+        obj.walked = if obj.is_table {
+            writer.copy_tree(&mut pages, obj, root, Owner::Tree(id), false)?
         } else {
             // Index pages are only claimed: indexes are rebuilt.
             walk::walk(
@@ -217,10 +203,6 @@ fn build(
                 &mut |_, _| {},
             )
         };
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        obj.walked = walked;
     }
     // 2. The freelist, after the walks: a stale header must not claim a
     // page a table still uses.
@@ -726,6 +708,29 @@ impl Writer<'_> {
         }
     }
 
+    /// Walks the tree at `root` as `owner` and writes each row into `obj`
+    /// (rows from an orphan group when `owner` is a group, whose pages the
+    /// first pass already claimed).
+    fn copy_tree(
+        &mut self,
+        pages: &mut Pages,
+        obj: &mut Obj,
+        root: u32,
+        owner: Owner,
+        revisit: bool,
+    ) -> Result<walk::Walked, String> {
+        let from_orphan = matches!(owner, Owner::Group(_));
+        let mut failure = None;
+        let walked = walk::walk(pages, root, obj.rowid, owner, revisit, &mut |_, row| {
+            if failure.is_none() {
+                if let Err(e) = self.put(obj, row, from_orphan) {
+                    failure = Some(e);
+                }
+            }
+        });
+        failure.map_or(Ok(walked), Err)
+    }
+
     fn put_lost_and_found(
         &mut self,
         row: &Row,
@@ -960,13 +965,7 @@ fn place_orphans(
             Verdict::Table(id) => {
                 let obj = &mut objs[(id - 1) as usize];
                 obj.stats.pages_from_orphans += walked.pages_read;
-                walk::walk(pages, top, rowid, Owner::Group(g), true, &mut |_, row| {
-                    if failure.is_none() {
-                        if let Err(e) = writer.put(obj, row, true) {
-                            failure = Some(e);
-                        }
-                    }
-                });
+                writer.copy_tree(pages, obj, top, Owner::Group(g), true)?;
                 pages.reassign(&walked.claimed, Owner::Group(g), Owner::Tree(id));
             }
             Verdict::LostAndFound { candidates, reason } => {
