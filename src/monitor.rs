@@ -519,14 +519,25 @@ impl Monitor {
         }
     }
 
-    /// Called after a successful truncate: pages may have moved (auto-vacuum,
-    /// VACUUM), so the next refresh walks the tree again.
-    pub fn note_truncate(&mut self) {
+    /// Called after a successful truncate to `size` bytes: pages may have
+    /// moved (auto-vacuum, VACUUM), so the next refresh walks the tree again.
+    pub fn note_truncate(&mut self, size: u64) {
         if self.is_protected() {
             self.dirty = true;
             self.schema_touched = true;
             self.freelist_touched = true;
-            self.data_written.insert_all();
+            // Moving a page writes it, and those writes are noted one by
+            // one: a truncate itself changes no page it keeps, only drops
+            // the ones past the new end. SQLite truncates the file at the
+            // end of every complete WAL checkpoint, usually to the size it
+            // already has; counting that as a write of every page would
+            // read every witness again at each checkpoint, reads of the
+            // database file SQLite itself never makes.
+            if self.page_size == 0 {
+                self.data_written.insert_all();
+            } else {
+                self.data_written.cut(size / self.page_size as u64);
+            }
         }
     }
 
@@ -1265,12 +1276,17 @@ struct WitnessHints<'a> {
 /// per page number modulo its size. Cheap enough for every write.
 pub struct WrittenFilter {
     bits: Box<[u64; 64]>,
+    /// The fewest pages a truncate left in the file since the last clear:
+    /// the pages past it were dropped, and any of them in the file again
+    /// came back as zeros or by writes.
+    kept: Option<u64>,
 }
 
 impl Default for WrittenFilter {
     fn default() -> Self {
         WrittenFilter {
             bits: Box::new([0; 64]),
+            kept: None,
         }
     }
 }
@@ -1291,13 +1307,20 @@ impl WrittenFilter {
         self.bits.fill(!0);
     }
 
+    /// The file was truncated to `pages` pages: every page past them counts
+    /// as written.
+    pub fn cut(&mut self, pages: u64) {
+        self.kept = Some(self.kept.map_or(pages, |k| k.min(pages)));
+    }
+
     pub fn may_contain(&self, pgno: u32) -> bool {
         let (word, bit) = Self::bit(pgno);
-        self.bits[word] & bit != 0
+        self.bits[word] & bit != 0 || self.kept.is_some_and(|k| u64::from(pgno) > k)
     }
 
     pub fn clear(&mut self) {
         self.bits.fill(0);
+        self.kept = None;
     }
 }
 
