@@ -498,16 +498,17 @@ impl Monitor {
         /// Pages looked at per refresh for content worth recording.
         const MAX_LOOKS: u32 = 16;
         if self.witness_candidates.contains(pgno) {
+            // Written again: keep the checksum of the new image, or drop
+            // the page if it no longer has content (freed and zeroed, or
+            // emptied): an empty page ties the copy to no database.
+            let worthy = format::witness_worthy(data);
             let mut kept = Witnesses::default();
             for (p, crc) in self.witness_candidates.iter() {
-                kept.push(
-                    p,
-                    if p == pgno {
-                        crate::format::crc32c(data)
-                    } else {
-                        crc
-                    },
-                );
+                if p != pgno {
+                    kept.push(p, crc);
+                } else if worthy {
+                    kept.push(p, crate::format::crc32c(data));
+                }
             }
             self.witness_candidates = kept;
         } else if !self.witness_candidates.is_full() && self.witness_looks < MAX_LOOKS {
@@ -519,14 +520,25 @@ impl Monitor {
         }
     }
 
-    /// Called after a successful truncate: pages may have moved (auto-vacuum,
-    /// VACUUM), so the next refresh walks the tree again.
-    pub fn note_truncate(&mut self) {
+    /// Called after a successful truncate to `size` bytes: pages may have
+    /// moved (auto-vacuum, VACUUM), so the next refresh walks the tree again.
+    pub fn note_truncate(&mut self, size: u64) {
         if self.is_protected() {
             self.dirty = true;
             self.schema_touched = true;
             self.freelist_touched = true;
-            self.data_written.insert_all();
+            // Moving a page writes it, and those writes are noted one by
+            // one: a truncate itself changes no page it keeps, only drops
+            // the ones past the new end. SQLite truncates the file at the
+            // end of every complete WAL checkpoint, usually to the size it
+            // already has; counting that as a write of every page would
+            // read every witness again at each checkpoint, reads of the
+            // database file SQLite itself never makes.
+            if self.page_size == 0 {
+                self.data_written.insert_all();
+            } else {
+                self.data_written.cut(size / self.page_size as u64);
+            }
         }
     }
 
@@ -1299,12 +1311,17 @@ struct WitnessHints<'a> {
 /// per page number modulo its size. Cheap enough for every write.
 pub struct WrittenFilter {
     bits: Box<[u64; 64]>,
+    /// The fewest pages a truncate left in the file since the last clear:
+    /// the pages past it were dropped, and any of them in the file again
+    /// came back as zeros or by writes.
+    kept: Option<u64>,
 }
 
 impl Default for WrittenFilter {
     fn default() -> Self {
         WrittenFilter {
             bits: Box::new([0; 64]),
+            kept: None,
         }
     }
 }
@@ -1325,33 +1342,45 @@ impl WrittenFilter {
         self.bits.fill(!0);
     }
 
+    /// The file was truncated to `pages` pages: every page past them counts
+    /// as written.
+    pub fn cut(&mut self, pages: u64) {
+        self.kept = Some(self.kept.map_or(pages, |k| k.min(pages)));
+    }
+
     pub fn may_contain(&self, pgno: u32) -> bool {
         let (word, bit) = Self::bit(pgno);
-        self.bits[word] & bit != 0
+        self.bits[word] & bit != 0 || self.kept.is_some_and(|k| u64::from(pgno) > k)
     }
 
     pub fn clear(&mut self) {
         self.bits.fill(0);
+        self.kept = None;
     }
 }
 
 /// Chooses the witness pages of a new generation: the pages this
 /// connection wrote first, then the ones the previous copy recorded (read
 /// again if they may have been written since), all in the file and outside
-/// the protected set. When that leaves fewer than `MAX_WITNESSES` and the
-/// snapshot walked the schema anyway (`may_search`), a few pages from the
-/// end of the file are read to find more. Every checksum is of what the
-/// file holds now.
+/// the protected set. Every checksum is of what the file holds now.
+///
+/// When that leaves fewer than `MAX_WITNESSES`, and either the snapshot
+/// walked the schema anyway (`walked`) or a witness of the previous copy
+/// had to be dropped, a few pages are read to find more (see
+/// [`search_witnesses`]). Dropping one is what empties the list: SQLite
+/// built with `SECURE_DELETE` (Debian's, for one) zeroes every page it
+/// frees, so dropping a table or deleting its rows turns the witnesses on
+/// its pages into empty pages at once, and without a search a copy of a
+/// database full of data would end up recording none.
 fn choose_witnesses(
     io: &mut dyn DbIo,
     hints: &WitnessHints,
     ps: u32,
     max_page: u32,
     protected: &dyn Fn(u32) -> bool,
-    may_search: bool,
+    walked: bool,
+    roots: &mut dyn FnMut() -> Vec<u32>,
 ) -> Result<Witnesses, String> {
-    /// Pages read to find witnesses when too few are known.
-    const SEARCH_READS: u32 = 8;
     let usable = |p: u32| p >= 2 && p <= max_page && !protected(p);
     let mut chosen = Witnesses::default();
     let (written, carried) = if hints.page_size == ps {
@@ -1362,37 +1391,83 @@ fn choose_witnesses(
     for (pgno, crc) in written.iter().filter(|(p, _)| usable(*p)) {
         chosen.push(pgno, crc);
     }
-    for (pgno, crc) in carried.iter().filter(|(p, _)| usable(*p)) {
+    let mut lost = false;
+    for (pgno, crc) in carried.iter() {
         if chosen.is_full() {
             break;
         }
         if chosen.contains(pgno) {
             continue;
         }
-        if hints.maybe_rewritten.may_contain(pgno) {
+        if !usable(pgno) {
+            lost = true;
+        } else if hints.maybe_rewritten.may_contain(pgno) {
             let page = read_page(io, pgno, ps).map_err(|e| e.to_string())?;
             if format::witness_worthy(&page) {
                 chosen.push(pgno, format::crc32c(&page));
+            } else {
+                lost = true;
             }
         } else {
             chosen.push(pgno, crc);
         }
     }
-    if may_search && !chosen.is_full() {
-        let mut pgno = max_page;
-        let mut reads = 0;
-        while pgno >= 2 && reads < SEARCH_READS && !chosen.is_full() {
-            if usable(pgno) && !chosen.contains(pgno) {
-                reads += 1;
-                let page = read_page(io, pgno, ps).map_err(|e| e.to_string())?;
-                if format::witness_worthy(&page) {
-                    chosen.push(pgno, format::crc32c(&page));
-                }
-            }
-            pgno -= 1;
-        }
+    if (walked || lost) && !chosen.is_full() {
+        search_witnesses(io, &mut chosen, ps, max_page, &usable, roots)?;
     }
     Ok(chosen)
+}
+
+/// Reads up to eight pages to add witnesses to `chosen`: first pages in
+/// use, the root pages of the tables and indexes the schema lists (newest,
+/// that is highest, first), and for a root too sparse to serve its
+/// right-most child, where a B-tree grows; then, with the reads left, pages
+/// from the end of the file. The roots come first because the end of the
+/// file is where SQLite leaves the pages a dropped table freed: with
+/// `SECURE_DELETE` they are all zeros, and eight of them would use up the
+/// reads while the data lies below.
+fn search_witnesses(
+    io: &mut dyn DbIo,
+    chosen: &mut Witnesses,
+    ps: u32,
+    max_page: u32,
+    usable: &dyn Fn(u32) -> bool,
+    roots: &mut dyn FnMut() -> Vec<u32>,
+) -> Result<(), String> {
+    /// Pages read to find witnesses when too few are known.
+    const SEARCH_READS: u32 = 8;
+    let mut reads = 0;
+    let mut looked = std::collections::HashSet::new();
+    let mut queue = roots();
+    queue.sort_unstable();
+    // Popped from the back: highest first, and a child pushed is next.
+    while let Some(pgno) = queue.pop() {
+        if reads == SEARCH_READS || chosen.is_full() {
+            return Ok(());
+        }
+        if !usable(pgno) || chosen.contains(pgno) || !looked.insert(pgno) {
+            continue;
+        }
+        reads += 1;
+        let page = read_page(io, pgno, ps).map_err(|e| e.to_string())?;
+        if format::witness_worthy(&page) {
+            chosen.push(pgno, format::crc32c(&page));
+        } else if let Some(child) = dbfile::interior_right_child(&page) {
+            queue.push(child);
+        }
+    }
+    let mut pgno = max_page;
+    while pgno >= 2 && reads < SEARCH_READS && !chosen.is_full() {
+        if usable(pgno) && !chosen.contains(pgno) && !looked.contains(&pgno) {
+            reads += 1;
+            let page = read_page(io, pgno, ps).map_err(|e| e.to_string())?;
+            if format::witness_worthy(&page) {
+                chosen.push(pgno, format::crc32c(&page));
+            }
+        }
+        pgno -= 1;
+    }
+    Ok(())
 }
 
 /// What `take_snapshot` read.
@@ -1480,15 +1555,36 @@ fn take_snapshot(io: &mut dyn DbIo, hints: Hints) -> Result<Option<Taken>, Strin
         }
     };
     let witnesses = {
-        let in_snapshot: std::collections::HashSet<u32> = pages.iter().map(|(p, _)| *p).collect();
-        let in_mirror = |p: u32| {
-            hints
-                .reuse
-                .filter(|_| page1_only)
-                .is_some_and(|s| s.mirror_page(p).is_some())
+        let in_snapshot: HashMap<u32, &[u8]> =
+            pages.iter().map(|(p, image)| (*p, &image[..])).collect();
+        let mirror = hints.reuse.filter(|_| page1_only);
+        let in_mirror = |p: u32| mirror.is_some_and(|s| s.mirror_page(p).is_some());
+        let protected = |p: u32| in_snapshot.contains_key(&p) || in_mirror(p);
+        // The schema tree as this snapshot describes it, from memory: the
+        // snapshot's pages, and the mirror's for those it took from there.
+        let mut roots = || {
+            let image = |p: u32| {
+                in_snapshot
+                    .get(&p)
+                    .copied()
+                    .or_else(|| mirror.and_then(|s| s.mirror_page(p)))
+            };
+            dbfile::schema_root_pages(&header, max_page, &mut |p| {
+                image(p).map(<[u8]>::to_vec).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "not in the snapshot")
+                })
+            })
+            .unwrap_or_default()
         };
-        let protected = |p: u32| in_snapshot.contains(&p) || in_mirror(p);
-        choose_witnesses(io, &hints.witnesses, ps, max_page, &protected, !page1_only)?
+        choose_witnesses(
+            io,
+            &hints.witnesses,
+            ps,
+            max_page,
+            &protected,
+            !page1_only,
+            &mut roots,
+        )?
     };
     let snapshot = Snapshot {
         page_size: ps,

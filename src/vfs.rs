@@ -581,7 +581,7 @@ unsafe extern "C" fn shim_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c
         let db = unsafe { open_db(file) };
         let rc = real_call!(db.real(), xTruncate, size);
         if rc == ffi::SQLITE_OK {
-            db.monitor.note_truncate();
+            db.monitor.note_truncate(size as u64);
         }
         rc
     })

@@ -255,3 +255,71 @@ fn later_commits_do_not_copy_bit_rot() {
         .unwrap();
     assert_eq!(n, 1, "the later commit survives the restore");
 }
+
+/// SQLite built with `SECURE_DELETE` (Debian's 3.40.1), or any SQLite after
+/// `PRAGMA secure_delete=ON`, zeroes every page it frees. When those are
+/// the pages the copy's witnesses were on (the rows written last), the
+/// next generation must find witnesses in the data that is left, not end
+/// up with none: with page 1 destroyed a copy without witnesses is refused
+/// (found by `make compat`'s itest-system run on 3.40.1, where the two
+/// connections of `concurrency::two_connections_alternate_rollback` drop
+/// tables until every witness is a zeroed free page). Both ways of freeing:
+/// `DROP TABLE` (a schema change) and `DELETE FROM` (page 1 alone changes,
+/// the schema tree does not).
+#[test]
+fn witnesses_outlive_pages_freed_by_secure_delete() {
+    let frees = [("drop", "DROP TABLE gone"), ("delete", "DELETE FROM gone")];
+    for (i, journal) in ["delete", "wal"].into_iter().enumerate() {
+        for (j, (tag, free)) in frees.into_iter().enumerate() {
+            let dir = TestDir::new(&format!("secure-delete-{journal}-{tag}"));
+            let db = dir.join("s.db");
+            let w = open_with(
+                &db,
+                &format!(
+                    "PRAGMA page_size=1024; PRAGMA journal_mode={journal}; \
+                     PRAGMA secure_delete=ON;"
+                ),
+            );
+            enable(&w);
+            // In WAL mode the copy follows checkpoints: one after each
+            // step, so that the generation before the free takes its
+            // witnesses from `gone` alone, as in rollback mode.
+            let step = |sql: &str| {
+                w.execute_batch(sql).unwrap();
+                if journal == "wal" {
+                    w.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+                }
+            };
+            step(
+                "CREATE TABLE keep(id INTEGER PRIMARY KEY, body TEXT);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 80)
+                 INSERT INTO keep(body) SELECT hex(randomblob(60)) FROM n;",
+            );
+            // About 16 pages: more than the search reads from the end of
+            // the file, too few for the freelist trunk that lists them to
+            // have content enough to serve as a witness itself.
+            step(
+                "CREATE TABLE gone(id INTEGER PRIMARY KEY, body TEXT);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 120)
+                 INSERT INTO gone(body) SELECT hex(randomblob(60)) FROM n;",
+            );
+            step(free);
+            let free_pages: u32 = w
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                .unwrap();
+            assert!(
+                (9..=24).contains(&free_pages),
+                "{journal} {tag}: {free_pages} free pages"
+            );
+            let expected = content(&w).unwrap();
+            close_checkpointed(w);
+            damage_and_recover(
+                &db,
+                &expected,
+                Via::Pragma,
+                Damage::Zero,
+                60 + (i * 2 + j) as u64,
+            );
+        }
+    }
+}
