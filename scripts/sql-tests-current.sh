@@ -20,6 +20,9 @@
 #                      copy is good, heals the leaf on read before
 #                      meta_recover() runs, which then has nothing to restore;
 #                      the status names the heal instead of the restore.
+#   salvage            the same schema read again: `SELECT meta_salvage()` on
+#                      the damaged file fails at prepare time; the pragma
+#                      form, which the script uses first, works on both.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 so=$root/libmetadwr.so
