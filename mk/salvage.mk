@@ -8,7 +8,7 @@
 #                             random bytes and with zeros; a few minutes on
 #                             2 cores. Report: build/salvage-lab/report.md
 #   make salvage-lab-sample   the bounded sample `make test` runs (4
-#                             databases of ~5,000 rows, covering every page
+#                             databases of ~10,000 rows, covering every page
 #                             size, journal mode and auto_vacuum setting;
 #                             well under 60 s).
 #                             Report: build/salvage-lab/sample/report.md

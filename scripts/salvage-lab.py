@@ -320,9 +320,11 @@ class Gen:
         # Often past a page, sometimes many pages: overflow chains.
         n = self.r.choice([0, 40, self.page_size // 2, self.page_size * 2,
                            self.r.randint(1000, 12000)])
-        s = []
-        while sum(len(x) + 1 for x in s) < n:
-            s.append(self.r.choice(WORDS))
+        s, length = [], 0
+        while length < n:
+            w = self.r.choice(WORDS)
+            s.append(w)
+            length += len(w) + 1
         return " ".join(s)
 
     def blob(self, hi=64):
@@ -796,7 +798,7 @@ def run_lab(a):
     so = os.path.abspath(a.so)
     sample = a.mode == "sample"
     configs = CONFIGS_SAMPLE if sample else CONFIGS_FULL
-    rows = a.rows or (5000 if sample else 29000)
+    rows = a.rows or (10000 if sample else 29000)
     ntab = a.tables or (20 if sample else 40)
     t_start = time.monotonic()
 
@@ -1242,7 +1244,7 @@ def main():
     ap.add_argument("--mode", choices=("full", "sample", "big"), default="full")
     ap.add_argument("--out", default=None, help="output directory (default build/salvage-lab[/sample])")
     ap.add_argument("--seed", default="1")
-    ap.add_argument("--rows", type=int, default=0, help="rows per database (default 29000, sample 2500)")
+    ap.add_argument("--rows", type=int, default=0, help="rows per database (default 29000, sample 10000)")
     ap.add_argument("--tables", type=int, default=0, help="tables per database (20-60)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per salvage or .recover")
     ap.add_argument("--big-bytes", type=int, default=1 << 30)
