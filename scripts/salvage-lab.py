@@ -1090,9 +1090,11 @@ def run_big(a):
     image = damaged_image(pristine, ref, pages, "random", "%s/big" % a.seed)
     del pristine
     total = sum(counts.values())
-    log("salvage-big: %s: %d MB, %d pages, %d rows in %d tables; damaged %d pages "
-        "(page 1, %d schema pages, 1 %% of the rest, random bytes)"
-        % (path, len(image) >> 20, img.npages, total, len(counts), len(pages), len(spages)))
+    head = ("%d MB, %d pages of 4096 bytes, rollback journal, %d rows in %d tables; damaged %d "
+            "pages (page 1, %d schema pages, 1 %% of the rest, random bytes, seed %s); "
+            "shell %s" % (len(image) >> 20, img.npages, total, len(counts), len(pages),
+                          len(spages), a.seed, a.recover_shell))
+    log("salvage-big: %s: %s" % (path, head))
     del img
 
     def rows_in(out):
@@ -1107,7 +1109,7 @@ def run_big(a):
         return n, lf
 
     times = {}
-    lines = []
+    lines = [head]
     probe = worker(["probe", so])
     if probe.get("ok") and probe.get("salvage"):
         restore_case(path, image)
@@ -1116,6 +1118,7 @@ def run_big(a):
             os.unlink(out)
         r = worker(["salvage", so, path, out], timeout=a.timeout)
         times["salvage"] = r.get("seconds", float("nan"))
+        salvage_ok = bool(r.get("ok")) and os.path.exists(out)
         n, lf = rows_in(out)
         lines.append("meta_salvage: %.1f s, %d rows in their tables, %d in lost_and_found (%s)"
                      % (times["salvage"], n, lf, r.get("summary") or r.get("error")))
@@ -1165,12 +1168,17 @@ def run_big(a):
     restore_case(path, open(path + ".pristine", "rb").read())
     lines.append("of %d rows" % total)
     if "salvage" in times:
-        for k in ("recover", "heal+recover"):
-            if times[k] > 0:
-                lines.append("ratio meta_salvage / %s: %.2f" % (k, times["salvage"] / times[k]))
+        # Against the .recover that did the work (the one on the damaged
+        # file stops at once when page 1 is gone); and only for a salvage
+        # that answered.
+        if not salvage_ok:
+            lines.append("ratio: n/a (meta_salvage failed)")
+        elif times["heal+recover"] > 0:
+            lines.append("ratio meta_salvage / (%s): %.2f" % (
+                what, times["salvage"] / times["heal+recover"]))
     else:
         lines.append("ratio: n/a (meta_salvage unavailable)")
-    for l in lines:
+    for l in lines[1:]:
         log("salvage-big: " + l)
     with open(os.path.join(out_dir, "big-report.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
