@@ -624,7 +624,10 @@ def worker(args, env_extra=None, timeout=3600):
     env.pop("METADWR_ENABLE", None)
     env.update(env_extra or {})
     cmd = [sys.executable, os.path.abspath(__file__), "_worker"] + args
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": "timed out after %d s" % timeout, "seconds": float(timeout)}
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     if p.returncode != 0 or not lines:
         return {"ok": False, "error": "worker exit %d: %s" % (p.returncode, (p.stderr or p.stdout).strip()[-500:])}
@@ -688,6 +691,17 @@ def file_digest(path):
 # ---------------------------------------------------------------------------
 
 
+def read_output_table(conn, name, t):
+    """Every row of an output table (rowid first unless WITHOUT ROWID)."""
+    try:
+        if t is not None and t["wr"]:
+            return conn.execute("SELECT * FROM %s" % qi(name)).fetchall()
+        return conn.execute("SELECT rowid, * FROM %s" % qi(name)).fetchall()
+    except sqlite3.OperationalError:
+        # no rowid: a table of another shape than the original's
+        return conn.execute("SELECT * FROM %s" % qi(name)).fetchall()
+
+
 def score(out, ref, at_stake):
     res = {"yield": 0, "recovered": 0, "wrong": 0, "altered": 0, "lf": 0,
            "schema": False, "note": ""}
@@ -701,33 +715,38 @@ def score(out, ref, at_stake):
     except sqlite3.Error as e:
         res["note"] = "output unreadable: %s" % e
         return res
-    res["schema"] = schema_rows(conn) == ref["schema"]
+    try:
+        res["schema"] = schema_rows(conn) == ref["schema"]
+    except sqlite3.Error as e:
+        res["note"] = "sqlite_schema unreadable: %s;" % e
     orig = {t["name"]: t for t in ref["tables"]}
     # Which tables a full row tuple, or its values without the rowid, belongs to.
     by_tuple, by_values = {}, {}
     for name, rows in ref["rows"].items():
         for r in rows.values():
             by_tuple.setdefault(r, set()).add(name)
-            if not orig[name]["wr"]:
-                by_values.setdefault(r[1:], set()).add(name)
+            # values alone: without the rowid, or the whole row of a
+            # WITHOUT ROWID table (found in a rowid table behind its rowid)
+            by_values.setdefault(r if orig[name]["wr"] else r[1:], set()).add(name)
     for name in names:
         if name.startswith("sqlite_") or name == "metadwr_salvage_report":
             continue
         if name.startswith("lost_and_found"):
-            res["lf"] += conn.execute("SELECT count(*) FROM %s" % qi(name)).fetchone()[0]
+            try:
+                res["lf"] += conn.execute("SELECT count(*) FROM %s" % qi(name)).fetchone()[0]
+            except sqlite3.Error as e:
+                res["note"] = (res["note"] + " %s unreadable: %s;" % (name, e)).strip()
             continue
         t = orig.get(name)
         try:
-            if t is not None and t["wr"]:
-                cur = conn.execute("SELECT * FROM %s" % qi(name))
-            else:
-                cur = conn.execute("SELECT rowid, * FROM %s" % qi(name))
-        except sqlite3.Error:
-            cur = conn.execute("SELECT * FROM %s" % qi(name))
+            rows = read_output_table(conn, name, t)
+        except sqlite3.Error as e:
+            res["note"] = (res["note"] + " table %s unreadable: %s;" % (name, e)).strip()
+            continue
         got = set()
-        for r in cur:
+        for r in rows:
             r = tuple(norm(v) for v in r)
-            if t is not None:
+            if t is not None and len(r) == len(next(iter(ref["rows"][name].values()), r)):
                 key = tuple(r[i] for i in t["pk"]) if t["wr"] else r[0][1]
                 if ref["rows"][name].get(key) == r:
                     if key in got:
@@ -981,6 +1000,9 @@ def render(a, results, tools, label, salvage, probe, elapsed, origin, rec_versio
                     bad = sum(1 for s in ss if not s.get("untouched", True))
                     if bad:
                         notes.append("damaged file modified in %d" % bad)
+                    errs = [s["note"] for s in ss if s["note"]]
+                    if errs:
+                        notes.append("%d without a clean output: %s" % (len(errs), errs[0][:60]))
                 if tl == "stock":
                     n = sum(1 for s in ss if s["note"])
                     if n and all(s["recovered"] == 0 for s in ss):
