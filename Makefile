@@ -2,7 +2,8 @@
 #
 #   make          build the release extension, leave ./libmetadwr.so here
 #   make test     everything CI runs: unit tests, corruption matrix,
-#                 sql-tests through the stock shell, the C example, Python
+#                 sql-tests through the stock shell, the C example, Python,
+#                 the salvage lab's bounded sample (mk/salvage.mk)
 #   make demo     smash a database and watch metadwr bring it back
 #   make lint     cargo fmt --check and clippy
 
@@ -26,7 +27,7 @@ $(SO): Cargo.toml $(wildcard src/*.rs src/*/*.rs)
 deps:
 	@scripts/ensure-deps.sh
 
-test: deps build unit matrix sql-tests c-example python-test
+test: deps build unit matrix sql-tests c-example python-test salvage-lab-sample
 	@echo "make test: all suites passed"
 
 # Unit tests, plus the bounded property tests of the -dwr reader
@@ -61,7 +62,7 @@ lint:
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
 # Longer suites live in their own fragments: make compat, make torture,
-# make bench (see mk/).
+# make bench, make salvage-lab (see mk/).
 -include mk/*.mk
 
 clean:
