@@ -105,8 +105,7 @@ fn schema_set(conn: &Connection) -> BTreeSet<String> {
     dump_query(
         conn,
         "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT IN \
-         ('lost_and_found', 'metadwr_salvage_report', 'metadwr_salvage_info', \
-          'sqlite_autoindex_metadwr_salvage_info_1')",
+         ('lost_and_found', 'metadwr_salvage_report', 'metadwr_salvage_info')",
     )
     .unwrap()
     .lines()

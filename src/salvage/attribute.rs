@@ -11,13 +11,21 @@
 //!    the pointer map may be damaged too. A pointer map that says "free
 //!    page" drops the group; one that names an index drops it too, since
 //!    indexes are rebuilt from the rows.
-//! 2. **Rowid gaps** (rowid tables). A walk that skips an unreadable page
-//!    records the key range that page covered, from its parent's divider
-//!    keys. A group can only belong to a table with a gap that holds all
-//!    of the group's rowids. A table whose walk was complete has no gap and
-//!    can own no orphan.
+//! 2. **Gaps.** A walk that skips an unreadable page records what the page
+//!    covered: its depth, and (rowid tables) the key range its parent's
+//!    divider keys assign it. A group can only belong to a tree with a gap
+//!    that holds all of the group's rowids and the group's height: SQLite's
+//!    B-trees are balanced, so below an unreadable page at depth d of a tree
+//!    whose leaves are at depth L hang subtrees of height at most L - d - 1,
+//!    and below an unreadable leaf (d = L) nothing. A tree whose walk was
+//!    complete has no gap and can own no orphan.
 //! 3. **The record shape** (see `shape.rs`): every record in the group must
 //!    fit the table's column count, storage classes and NOT NULL columns.
+//!
+//! 4. **Rowids already placed.** Groups are judged again and again until
+//!    no more can be placed: a group given to a table occupies its rowid
+//!    range there, and no other group whose rowids meet that range can be
+//!    that table's (subtrees of one B-tree never share a key).
 //!
 //! Exactly one candidate left: the group is that table's. None or several:
 //! the rows go to `lost_and_found` with the candidates named. When the
@@ -36,10 +44,14 @@ pub struct Tree {
     /// A table B-tree (rowid table); else an index B-tree (an index, or a
     /// WITHOUT ROWID table).
     pub rowid: bool,
-    /// Key ranges under unreadable pages (rowid tables).
+    /// What the unreadable pages covered.
     pub gaps: Vec<Gap>,
     /// The walk skipped at least one unreadable page.
     pub incomplete: bool,
+    /// Depth of the tree's leaves, when the walk read leaves that agree.
+    pub leaf_depth: Option<u32>,
+    /// Rowid ranges of the orphan groups already given to this table.
+    pub occupied: Vec<(i64, i64)>,
 }
 
 /// What the pointer map says about a group's top page.
@@ -62,6 +74,9 @@ pub struct Group {
     pub rowid: bool,
     /// Smallest and largest rowid in the group (rowid groups with rows).
     pub key_range: Option<(i64, i64)>,
+    /// Levels from the group's top page down to its leaves (0: the top is
+    /// a leaf); None when no leaf was read or they disagree.
+    pub height: Option<u32>,
     /// Trees whose shape every record of the group fits.
     pub fits: Vec<u32>,
     pub ptrmap: Ptrmap,
@@ -79,12 +94,31 @@ pub enum Verdict {
     },
 }
 
-fn in_gap(range: Option<(i64, i64)>, gap: &Gap) -> bool {
-    let Some((min, max)) = range else {
-        // A group without rows has nothing to place; any gap holds it.
-        return true;
+/// Whether the group can be (part of) the subtree under unreadable page
+/// `gap` of a tree whose leaves are at `leaf_depth`.
+///
+/// Keys: every rowid of the group inside the gap's range. Depth: SQLite's
+/// B-trees are balanced, so an unreadable page at depth d of a tree with
+/// leaves at depth L roots a subtree of height L - d. A leaf (d = L) has no
+/// pages under it, so no orphan can belong there; below an interior page,
+/// a group of height h starts at depth L - h, at least one level down.
+fn fits_gap(group: &Group, gap: &Gap, leaf_depth: Option<u32>) -> bool {
+    let keys = match group.key_range {
+        Some((min, max)) => gap.lo.is_none_or(|lo| lo < min) && gap.hi.is_none_or(|hi| max <= hi),
+        None => true,
     };
-    gap.0.is_none_or(|lo| lo < min) && gap.1.is_none_or(|hi| max <= hi)
+    let depth = match leaf_depth {
+        Some(leaves) => {
+            gap.depth < leaves && group.height.is_none_or(|h| gap.depth + 1 + h <= leaves)
+        }
+        None => true,
+    };
+    keys && depth
+}
+
+/// Whether the group's rowids meet those of a group already placed.
+fn overlaps(range: Option<(i64, i64)>, occupied: &[(i64, i64)]) -> bool {
+    range.is_some_and(|(min, max)| occupied.iter().any(|&(a, b)| min <= b && a <= max))
 }
 
 /// Applies the rule.
@@ -95,7 +129,8 @@ pub fn attribute(group: &Group, trees: &[Tree], freelist_complete: bool) -> Verd
         t.rowid == group.rowid
             && group.fits.contains(&t.id)
             && t.incomplete
-            && (!t.rowid || t.gaps.iter().any(|g| in_gap(group.key_range, g)))
+            && t.gaps.iter().any(|g| fits_gap(group, g, t.leaf_depth))
+            && !overlaps(group.key_range, &t.occupied)
     };
     match group.ptrmap {
         Ptrmap::Free => return Verdict::Drop("the pointer map marks the page free"),
@@ -133,7 +168,7 @@ pub fn attribute(group: &Group, trees: &[Tree], freelist_complete: bool) -> Verd
     // a table, an index whose walk was complete owns no orphan.
     let indexes = trees
         .iter()
-        .any(|t| !t.is_table && !group.rowid && t.incomplete && group.fits.contains(&t.id));
+        .any(|t| !t.is_table && !group.rowid && possible(t));
     match (tables.len(), indexes) {
         (0, true) => Verdict::Drop("index pages are rebuilt"),
         (1, false) => Verdict::Table(tables[0]),
@@ -189,13 +224,20 @@ pub fn ptrmap_page_plausible(image: &[u8], usable: u32, max_page: u32) -> bool {
 mod tests {
     use super::*;
 
-    fn table(id: u32, gaps: Vec<Gap>) -> Tree {
+    /// A gap at the root (depth 0) or at depth 1, keys (lo, hi].
+    fn gap(lo: Option<i64>, hi: Option<i64>, depth: u32) -> Gap {
+        Gap { lo, hi, depth }
+    }
+
+    fn table(id: u32, gaps: Vec<Gap>, leaf_depth: Option<u32>) -> Tree {
         Tree {
             id,
             is_table: true,
             rowid: true,
             incomplete: !gaps.is_empty(),
             gaps,
+            leaf_depth,
+            occupied: Vec::new(),
         }
     }
 
@@ -203,6 +245,7 @@ mod tests {
         Group {
             rowid: true,
             key_range: Some(range),
+            height: Some(0),
             fits,
             ptrmap: Ptrmap::Unknown,
         }
@@ -211,11 +254,11 @@ mod tests {
     #[test]
     fn one_gap_and_shape_decide() {
         let trees = [
-            table(1, vec![(Some(100), Some(200))]),
-            table(2, vec![(None, None)]),
-            table(3, vec![]),
+            table(1, vec![gap(Some(100), Some(200), 1)], Some(2)),
+            table(2, vec![gap(None, None, 0)], None),
+            table(3, vec![], Some(1)),
         ];
-        // Fits tables 1 and 2 by shape; only table 1 has no... both gaps hold it.
+        // Fits tables 1 and 2 by shape, and both gaps hold it.
         let v = attribute(&group((120, 150), vec![1, 2, 3]), &trees, true);
         assert!(matches!(v, Verdict::LostAndFound { ref candidates, .. } if candidates == &[1, 2]));
         // Shape rules out table 2.
@@ -241,8 +284,49 @@ mod tests {
     }
 
     #[test]
+    fn balanced_trees_place_groups_by_height() {
+        // Table 1 lost a leaf (depth 2 = its leaf depth): nothing hangs
+        // under a leaf. Table 2 lost an interior page at depth 1 of a tree
+        // with leaves at depth 2: leaves (height 0) hang under it.
+        let trees = [
+            table(1, vec![gap(None, None, 2)], Some(2)),
+            table(2, vec![gap(None, None, 1)], Some(2)),
+        ];
+        assert_eq!(attribute(&group((5, 9), vec![1, 2]), &trees, true), Verdict::Table(2));
+        // A group of height 1 cannot hang below depth 1 of a 2-deep tree.
+        let mut g = group((5, 9), vec![1, 2]);
+        g.height = Some(1);
+        assert!(matches!(attribute(&g, &trees, true), Verdict::LostAndFound { .. }));
+        // Leaves that disagree tell nothing: every gap may hold it.
+        let trees = [
+            table(1, vec![gap(None, None, 2)], None),
+            table(2, vec![gap(None, None, 1)], Some(2)),
+        ];
+        assert!(matches!(
+            attribute(&group((5, 9), vec![1, 2]), &trees, true),
+            Verdict::LostAndFound { .. }
+        ));
+    }
+
+    #[test]
+    fn a_placed_group_occupies_its_rowids() {
+        let mut trees = [
+            table(1, vec![gap(None, None, 0)], None),
+            table(2, vec![gap(None, None, 0)], None),
+        ];
+        trees[0].occupied.push((1, 200));
+        // Rowids 150..300 meet table 1's placed group: table 2's.
+        assert_eq!(attribute(&group((150, 300), vec![1, 2]), &trees, true), Verdict::Table(2));
+        // 201..300 could be either.
+        assert!(matches!(
+            attribute(&group((201, 300), vec![1, 2]), &trees, true),
+            Verdict::LostAndFound { .. }
+        ));
+    }
+
+    #[test]
     fn a_damaged_freelist_stops_guessing() {
-        let trees = [table(1, vec![(None, None)])];
+        let trees = [table(1, vec![gap(None, None, 0)], None)];
         assert!(matches!(
             attribute(&group((1, 5), vec![1]), &trees, false),
             Verdict::LostAndFound { .. }
@@ -257,8 +341,8 @@ mod tests {
     #[test]
     fn the_pointer_map_must_agree_with_the_rows() {
         let trees = [
-            table(1, vec![(Some(10), Some(20))]),
-            table(2, vec![(None, None)]),
+            table(1, vec![gap(Some(10), Some(20), 0)], None),
+            table(2, vec![gap(None, None, 0)], None),
         ];
         let mut g = group((30, 40), vec![1, 2]);
         g.ptrmap = Ptrmap::Owner(1);
@@ -272,24 +356,20 @@ mod tests {
 
     #[test]
     fn index_pages_are_dropped_unless_they_could_be_rows() {
-        let wr = Tree {
-            id: 1,
-            is_table: true,
+        let index_tree = |id, is_table| Tree {
+            id,
+            is_table,
             rowid: false,
-            gaps: vec![],
+            gaps: vec![gap(None, None, 0)],
             incomplete: true,
+            leaf_depth: None,
+            occupied: Vec::new(),
         };
-        let idx = Tree {
-            id: 2,
-            is_table: false,
-            rowid: false,
-            gaps: vec![],
-            incomplete: true,
-        };
-        let trees = [wr, idx];
+        let trees = [index_tree(1, true), index_tree(2, false)];
         let g = |fits: Vec<u32>| Group {
             rowid: false,
             key_range: None,
+            height: Some(0),
             fits,
             ptrmap: Ptrmap::Unknown,
         };

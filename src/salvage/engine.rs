@@ -889,6 +889,8 @@ fn place_orphans(
             rowid: o.rowid,
             gaps: o.walked.gaps.clone(),
             incomplete: o.walked.pages_unreadable > 0,
+            leaf_depth: o.walked.leaf_depth,
+            occupied: Vec::new(),
         })
         .collect();
     let roots: HashMap<u32, u32> = objs
@@ -898,6 +900,9 @@ fn place_orphans(
         .collect();
     let mut ptrmaps = PtrmapReader::new(h.autovacuum_top_root != 0, usable);
     let mut count = 0u64;
+    // First pass over every group: the evidence. Which shapes fit every
+    // record, which keys and height it has, what the pointer map says.
+    let mut pending: Vec<Pending> = Vec::new();
     for (g, top) in order
         .into_iter()
         .filter(|p| !is_child.contains(p))
@@ -911,7 +916,6 @@ fn place_orphans(
             .get(top)
             .and_then(|i| btree::parse(top, &i, usable, pages.max_page).ok())
             .is_some_and(|p| p.kind.is_table());
-        // First pass: the evidence. Which shapes fit every record?
         let mut fits: Vec<u32> = trees
             .iter()
             .filter(|t| t.rowid == rowid)
@@ -948,25 +952,60 @@ fn place_orphans(
         let group = Group {
             rowid,
             key_range: walked.key_range,
+            height: walked.leaf_depth,
             fits,
             ptrmap: ptrmaps.verdict(pages, top, &roots),
         };
-        let verdict = if rows == 0 {
-            Verdict::Drop("no rows")
+        let settled = if rows == 0 {
+            Some(Verdict::Drop("no rows"))
         } else if schema_like {
-            Verdict::Drop("looks like sqlite_schema pages")
+            Some(Verdict::Drop("looks like sqlite_schema pages"))
         } else {
-            attribute::attribute(&group, &trees, freelist_complete)
+            None
         };
-        // Second pass: the rows, to where the verdict sends them.
+        pending.push(Pending {
+            g,
+            top,
+            group,
+            walked,
+            verdict: settled,
+        });
+    }
+    // Then the rule, until nothing changes: a group placed in a table
+    // occupies its rowids there, which may leave a single candidate for
+    // another group (two groups of one table never share a rowid range).
+    let mut trees = trees;
+    loop {
+        let mut progress = false;
+        for p in pending.iter_mut().filter(|p| p.verdict.is_none()) {
+            if let Verdict::Table(id) = attribute::attribute(&p.group, &trees, freelist_complete) {
+                if let (Some(t), Some(range)) =
+                    (trees.iter_mut().find(|t| t.id == id), p.group.key_range)
+                {
+                    t.occupied.push(range);
+                }
+                p.verdict = Some(Verdict::Table(id));
+                progress = true;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    // Second pass: the rows, to where the verdict sends them.
+    for p in pending {
+        let verdict = p
+            .verdict
+            .unwrap_or_else(|| attribute::attribute(&p.group, &trees, freelist_complete));
+        let (g, top, rowid) = (p.g, p.top, p.group.rowid);
         let mut failure = None;
         match verdict {
             Verdict::Drop(_) => {}
             Verdict::Table(id) => {
                 let obj = &mut objs[(id - 1) as usize];
-                obj.stats.pages_from_orphans += walked.pages_read;
+                obj.stats.pages_from_orphans += p.walked.pages_read;
                 writer.copy_tree(pages, obj, top, Owner::Group(g), true)?;
-                pages.reassign(&walked.claimed, Owner::Group(g), Owner::Tree(id));
+                pages.reassign(&p.walked.claimed, Owner::Group(g), Owner::Tree(id));
             }
             Verdict::LostAndFound { candidates, reason } => {
                 let names: Vec<&str> = candidates
@@ -995,6 +1034,15 @@ fn place_orphans(
         }
     }
     Ok(count)
+}
+
+/// An orphan group between the two passes.
+struct Pending {
+    g: u32,
+    top: u32,
+    group: Group,
+    walked: walk::Walked,
+    verdict: Option<Verdict>,
 }
 
 /// A row of sqlite_schema: ('table'|'index'|'view'|'trigger', name,
@@ -1089,7 +1137,7 @@ fn write_report(
         "CREATE TABLE metadwr_salvage_report(name TEXT, type TEXT, rows_salvaged INTEGER, \
          rows_from_orphan_pages INTEGER, rows_to_lost_and_found INTEGER, rows_lost INTEGER, \
          pages_read INTEGER, pages_unreadable INTEGER, note TEXT);
-         CREATE TABLE metadwr_salvage_info(key TEXT PRIMARY KEY, value);",
+         CREATE TABLE metadwr_salvage_info(key TEXT, value);",
     )
     .map_err(e)?;
     let mut total = Stats::default();

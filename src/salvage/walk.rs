@@ -15,8 +15,15 @@ use crate::dbfile::be_u32;
 /// SQLite gives up at 20 levels (BTCURSOR_MAX_DEPTH).
 pub const MAX_DEPTH: u32 = 24;
 
-/// A half-open key range (lo, hi] of rowids; None is unbounded.
-pub type Gap = (Option<i64>, Option<i64>);
+/// What an unreadable page covered: in a rowid tree the half-open key
+/// range (lo, hi] its parent assigned it (None is unbounded; index trees
+/// record no keys), and its depth (the root is at depth 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub lo: Option<i64>,
+    pub hi: Option<i64>,
+    pub depth: u32,
+}
 
 /// What one row looked like on its page.
 pub struct Row {
@@ -35,8 +42,12 @@ pub struct Walked {
     pub pages_read: u64,
     /// Pages reached that were not accepted.
     pub pages_unreadable: u64,
-    /// Key ranges under unreadable pages (rowid trees only).
+    /// What each unreadable page covered.
     pub gaps: Vec<Gap>,
+    /// Depth of the leaves read: SQLite's B-trees are balanced, every leaf
+    /// at the same depth. None when no leaf was read or they disagree.
+    pub leaf_depth: Option<u32>,
+    leaf_depths_disagree: bool,
     /// Every page this walk claimed (b-tree and overflow pages).
     pub claimed: Vec<u32>,
     /// Smallest and largest rowid seen (rowid trees).
@@ -59,7 +70,7 @@ pub fn walk(
     emit: &mut dyn FnMut(&mut Pages, Row),
 ) -> Walked {
     let mut out = Walked::default();
-    let mut stack: Vec<(u32, u32, Gap)> = vec![(root, 0, (None, None))];
+    let mut stack: Vec<(u32, u32, (Option<i64>, Option<i64>))> = vec![(root, 0, (None, None))];
     // A second pass may re-enter pages this owner holds, so claiming alone
     // no longer stops a cycle there: each walk also visits a page once.
     let mut visited = std::collections::HashSet::new();
@@ -70,9 +81,7 @@ pub fn walk(
         let reject = |out: &mut Walked, why: &'static str| {
             out.pages_unreadable += 1;
             out.first_reject.get_or_insert((pgno, why));
-            if rowid_tree {
-                out.gaps.push((lo, hi));
-            }
+            out.gaps.push(Gap { lo, hi, depth });
         };
         if !first_visit {
             reject(&mut out, "page reached twice");
@@ -107,6 +116,16 @@ pub fn walk(
             continue;
         }
         out.pages_read += 1;
+        if page.kind.is_leaf() {
+            match out.leaf_depth {
+                None if !out.leaf_depths_disagree => out.leaf_depth = Some(depth),
+                Some(d) if d != depth => {
+                    out.leaf_depth = None;
+                    out.leaf_depths_disagree = true;
+                }
+                _ => {}
+            }
+        }
         // Children, pushed right to left so that rows come out in key order.
         if !page.kind.is_leaf() {
             let mut bounds = Vec::with_capacity(page.cells.len() + 1);
