@@ -501,6 +501,11 @@ fn witness_evidence(
                 ));
             }
             set_aside.push(pgno.to_string());
+        } else if ev.shape(&page) == PageShape::Blank {
+            return Err(format!(
+                "data page {pgno} changed since the copy was taken: it is all zeros now, \
+                 which SQLite writes itself (a page freed under secure_delete)"
+            ));
         } else {
             return Err(format!(
                 "data page {pgno} changed since the copy was taken: the file was written \
