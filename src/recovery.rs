@@ -255,12 +255,9 @@ fn evaluate_with(
         let page1_gone = bit_distance(&disk_pages[&1], copy_p1) > BIT_ROT_LIMIT
             && (!fp.witnesses.is_empty()
                 || bit_distance(&disk_pages[&1][100..], &copy_p1[100..]) > BIT_ROT_LIMIT);
-        let lost_trunk = match freelist {
-            Freelist::Held => None,
-            Freelist::TrunkDestroyed(pgno) => Some(pgno),
-        };
-        if witnesses && (page1_gone || lost_trunk.is_some()) {
-            witness_evidence(fp, &evidence, lost_trunk, disk)?;
+        let lost_trunk = matches!(freelist, Freelist::TrunkDestroyed(_));
+        if witnesses && (page1_gone || lost_trunk) {
+            witness_evidence(fp, &evidence, freelist, disk)?;
         }
         for &pgno in &differing {
             let role = roles.get(&pgno).copied();
@@ -390,9 +387,12 @@ impl EvidencePages {
 /// What the freelist (rule 8) says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Freelist {
-    /// The copy recorded no freelist, or the chain on disk has the recorded
-    /// checksum.
-    Held,
+    /// The copy recorded no freelist.
+    Empty,
+    /// The chain on disk has the recorded checksum. `room`: its first trunk
+    /// page has room for another leaf, so SQLite would have added to it any
+    /// page freed since the copy was taken (rule 8b).
+    Held { room: bool },
     /// The first trunk page the copy recorded (this page) is destroyed:
     /// nothing of the chain is left to compare (rule 8b).
     TrunkDestroyed(u32),
@@ -411,7 +411,7 @@ fn freelist_evidence(
     disk: &mut dyn DiskPages,
 ) -> Result<Freelist, String> {
     if fp.freelist_trunk == 0 {
-        return Ok(Freelist::Held);
+        return Ok(Freelist::Empty);
     }
     let ps = ev.ps;
     let mut images = Vec::new();
@@ -422,7 +422,15 @@ fn freelist_evidence(
     })
     .map_err(|e| format!("cannot read the freelist: {e}"))?;
     if crc == fp.freelist_crc {
-        return Ok(Freelist::Held);
+        // SQLite adds a freed page to the first trunk while it holds fewer
+        // than usable/4 - 8 leaves (btree.c freePage2), and starts a new
+        // first trunk otherwise.
+        let leaves = images.first().map_or(u32::MAX, |(_, p)| {
+            u32::from_be_bytes(p[4..8].try_into().unwrap())
+        });
+        return Ok(Freelist::Held {
+            room: leaves < (ev.usable / 4).saturating_sub(8),
+        });
     }
     let changed = "the freelist changed since the copy was taken";
     let Some((first, first_image)) = images.first() else {
@@ -455,16 +463,24 @@ fn freelist_evidence(
 /// no witness (the database had no data page with enough content to tell
 /// two databases apart) cannot tell, and is refused.
 ///
-/// A witness that is destroyed (rule 8b) is set aside, as long as another
-/// one holds its bytes exactly. When the freelist was set aside
-/// (`lost_trunk`), the witnesses are all the evidence left, and every one
-/// of them must hold (the lost trunk page aside, when it was a witness too).
+/// Rule 8b: a witness that is destroyed is set aside, as long as another
+/// one holds its bytes exactly; so is a blank one, but only while the
+/// freelist shows that no page was freed since the copy was taken (its
+/// first trunk held, with room for another leaf): a writer blanks a page
+/// by freeing it under `secure_delete`, or by writing zeros over a value
+/// in place, which changes nothing a restore writes. When the freelist was
+/// set aside, the witnesses are all the evidence left, and every one of
+/// them must hold (the lost trunk page aside, when it was a witness too).
 fn witness_evidence(
     fp: &Fingerprint,
     ev: &EvidencePages,
-    lost_trunk: Option<u32>,
+    freelist: Freelist,
     disk: &mut dyn DiskPages,
 ) -> Result<(), String> {
+    let lost_trunk = match freelist {
+        Freelist::TrunkDestroyed(t) => Some(t),
+        _ => None,
+    };
     if fp.witnesses.is_empty() {
         return Err(match lost_trunk {
             None => "page 1 is damaged and the copy records no data page that could prove it \
@@ -476,6 +492,7 @@ fn witness_evidence(
             ),
         });
     }
+    let nothing_freed = ev.may_set_aside && freelist == Freelist::Held { room: true };
     let ps = ev.ps;
     let mut held = 0;
     let mut set_aside = Vec::new();
@@ -502,10 +519,14 @@ fn witness_evidence(
             }
             set_aside.push(pgno.to_string());
         } else if ev.shape(&page) == PageShape::Blank {
-            return Err(format!(
-                "data page {pgno} changed since the copy was taken: it is all zeros now, \
-                 which SQLite writes itself (a page freed under secure_delete)"
-            ));
+            if !nothing_freed {
+                return Err(format!(
+                    "data page {pgno} changed since the copy was taken: it is all zeros now, as \
+                     SQLite leaves a page it frees under secure_delete, and the copy's freelist \
+                     cannot show that no page was freed since"
+                ));
+            }
+            set_aside.push(pgno.to_string());
         } else {
             return Err(format!(
                 "data page {pgno} changed since the copy was taken: the file was written \
@@ -1121,16 +1142,62 @@ mod tests {
             ("other content", data_page(9)),
             ("a table leaf", table_leaf_page()),
             ("a freelist trunk", trunk_page(0, &[5])),
-            (
-                "all zeros (freed under secure_delete)",
-                vec![0; PS as usize],
-            ),
         ] {
             let (g, mut disk) = with_freelist();
             disk.data = page;
             let p = plan(&[g], &mut disk);
             assert!(refuses_with(&p, "data page 2 changed"), "{what}: {p:?}");
         }
+    }
+
+    #[test]
+    fn a_blank_witness_is_set_aside_only_while_the_freelist_shows_nothing_was_freed() {
+        let blank = || vec![0u8; PS as usize];
+        // The first trunk held and has room: a page freed since would be
+        // on it. Another witness holds: restored.
+        let (g, mut disk) = with_freelist();
+        disk.data = blank();
+        assert_eq!(
+            restores(&plan(std::slice::from_ref(&g), &mut disk)),
+            Some(3)
+        );
+        // The blank witness is the only one: nothing is left.
+        let mut only = g.clone();
+        let mut w = crate::format::Witnesses::default();
+        w.push(2, page_crc(&data_page(0)));
+        only.header.fingerprint.witnesses = w;
+        let p = plan(&[only], &mut disk);
+        assert!(refuses_with(&p, "damaged: 2"), "{p:?}");
+        // No freelist recorded: a freed page would have started one, which
+        // nothing shows once page 1 is gone.
+        let mut no_freelist = g.clone();
+        no_freelist.header.fingerprint.freelist_trunk = 0;
+        let p = plan(&[no_freelist], &mut disk);
+        assert!(
+            refuses_with(&p, "cannot show that no page was freed"),
+            "{p:?}"
+        );
+        // A full first trunk: a freed page would have started a new one.
+        let full = trunk_page(0, &[5; 120]);
+        let (g, mut disk) = with_freelist_chain(6, &[(3, full)]);
+        disk.data = blank();
+        let p = plan(&[g], &mut disk);
+        assert!(
+            refuses_with(&p, "cannot show that no page was freed"),
+            "{p:?}"
+        );
+        let (g, mut disk) = with_freelist_chain(6, &[(3, trunk_page(0, &[5; 119]))]);
+        disk.data = blank();
+        assert_eq!(restores(&plan(&[g], &mut disk)), Some(3));
+        // The freelist set aside: it shows nothing.
+        let (g, mut disk) = with_freelist();
+        disk.data = blank();
+        disk.more.insert(3, destroyed_page(1));
+        let p = plan(&[g], &mut disk);
+        assert!(
+            refuses_with(&p, "cannot show that no page was freed"),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -1185,6 +1252,9 @@ mod tests {
         let gens = std::slice::from_ref(&g);
         assert_eq!(restores(&plan(gens, &mut disk)), Some(3));
         disk.data = destroyed_page(4);
+        let p = plan(gens, &mut disk);
+        assert!(refuses_with(&p, "data page 2 changed"), "{p:?}");
+        disk.data = vec![0; PS as usize];
         let p = plan(gens, &mut disk);
         assert!(refuses_with(&p, "data page 2 changed"), "{p:?}");
         disk.data = data_page(0);

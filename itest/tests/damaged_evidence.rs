@@ -445,6 +445,89 @@ fn a_destroyed_witness_does_not_stop_the_heal_while_another_holds() {
     }
 }
 
+/// A witness page zeroed along with page 1 and the schema: the freelist's
+/// first trunk holds and has room, so no page was freed since the copy was
+/// taken, and a blank page can only be damage or zeros written over a value
+/// in place. Another witness holds: healed.
+#[test]
+fn a_zeroed_witness_is_no_evidence_while_the_freelist_shows_nothing_was_freed() {
+    let what = "one witness zeroed, freelist intact";
+    let dir = TestDir::new(what);
+    let db = dir.join("z.db");
+    let expected = with_freelist(&db, 4096, 20, 30);
+    let free = freelist(&db).1;
+    let victim = witnesses(&db)
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| !free.contains(p))
+        .expect("setup: a witness that is a data page");
+    let owner = table_of_page(&db, victim);
+    let mut rng = Rng::new(8650);
+    damage_pages(&db, &[victim], Damage::Zero, &mut rng);
+    damage_pages(&db, &schema_pages(&db), Damage::Random, &mut rng);
+    let conn = open(&db);
+    assert_eq!(schema_dump(&conn).unwrap(), expected.schema, "{what}");
+    assert_status_prefix(&conn, "enabled (recovered: ", what);
+    for (table, rows) in expected.tables.iter().filter(|(t, _)| **t != owner) {
+        let sql = format!("SELECT * FROM {} ORDER BY rowid", quote_ident(table));
+        assert_eq!(&dump_query(&conn, &sql).unwrap(), rows, "{what}: {table}");
+    }
+}
+
+/// Why a blank witness needs the freelist to show that nothing was freed:
+/// a program without metadwr under `secure_delete` drops the table the
+/// copy's newest witness page belongs to. The database had no freelist, so
+/// the freed page starts one, zeroed, and nothing else shows the drop once
+/// page 1 and the schema are gone; the copy, which still has the table, is
+/// refused.
+#[test]
+fn a_witness_blanked_by_a_foreign_drop_is_evidence() {
+    let what = "witness page freed under secure_delete";
+    let dir = TestDir::new(what);
+    let db = dir.join("d.db");
+    make_protected(&db, "delete", 6);
+    let conn = open(&db);
+    conn.execute_batch(
+        "CREATE TABLE solo(x TEXT); \
+         INSERT INTO solo VALUES ('a row with enough bytes to be worth a witness page');",
+    )
+    .unwrap();
+    drop(conn);
+    let ps = page_size_of(&db);
+    let w = witnesses(&db);
+    let solo = w
+        .iter()
+        .map(|&(p, _)| p)
+        .find(|&p| table_of_page(&db, p) == "solo")
+        .expect("setup: the page of solo is a witness");
+    assert!(freelist(&db).0.is_empty(), "setup: no freelist");
+    let size = std::fs::metadata(&db).unwrap().len();
+    open_plain(&db)
+        .unwrap()
+        .execute_batch("PRAGMA secure_delete=ON; DROP TABLE solo;")
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        size,
+        "setup: same size"
+    );
+    assert!(
+        read_page(&db, solo, ps).iter().all(|&b| b == 0),
+        "setup: the witness page is blank"
+    );
+    for (pgno, crc) in w {
+        if pgno != solo {
+            assert_eq!(
+                crc32c(&read_page(&db, pgno, ps)),
+                crc,
+                "setup: witness {pgno}"
+            );
+        }
+    }
+    damage_pages(&db, &schema_pages(&db), Damage::Random, &mut Rng::new(8660));
+    assert_refused(&db, "cannot show that no page was freed", None, what);
+}
+
 /// Every witness page destroyed along with page 1 and the schema: nothing
 /// is left to tie the copy to this file's data, and it is refused.
 #[test]
