@@ -630,7 +630,7 @@ fn measurement_of_heavy_damage() {
                 .and_then(|(_, r)| r.split_once(": "))
                 .map_or(status.as_str(), |(_, r)| r);
             let reason = why
-                .split(|c| c == ';' || c == ')')
+                .split([';', ')'])
                 .next()
                 .unwrap_or(why)
                 .split_whitespace()
