@@ -465,10 +465,13 @@ fn freelist_evidence(
 ///
 /// Rule 8b: a witness that is destroyed is set aside, as long as another
 /// one holds its bytes exactly; so is a blank one, but only while the
-/// freelist shows that no page was freed since the copy was taken (its
-/// first trunk held, with room for another leaf): a writer blanks a page
-/// by freeing it under `secure_delete`, or by writing zeros over a value
-/// in place, which changes nothing a restore writes. When the freelist was
+/// freelist shows that no page was freed and left free since the copy was
+/// taken (its first trunk held, with room for another leaf, so any freed
+/// page would be on it): a writer blanks a page by freeing it under
+/// `secure_delete`, by writing zeros over a value in place, which changes
+/// nothing a restore writes, or by freeing it and handing it out again for
+/// a zero-filled value, which leaves the trunk's bytes as they were only in
+/// a narrow sequence (docs/dwr-format.md section 7.4). When the freelist was
 /// set aside, the witnesses are all the evidence left, and every one of
 /// them must hold (the lost trunk page aside, when it was a witness too).
 fn witness_evidence(
