@@ -835,6 +835,88 @@ pub fn check_overflow_page(pgno: u32, page: &[u8], max_page: u32) -> Result<(), 
     Ok(())
 }
 
+/// What the bytes of a page outside the schema tree can still say. The staleness rule
+/// (`recovery`) reads a few such pages as evidence (freelist trunks, witness pages) and must
+/// tell a page that was rewritten (evidence that the file moved on) from one that was
+/// destroyed (evidence of nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageShape {
+    /// Every byte is zero. SQLite writes such pages itself (`secure_delete` zeroes every
+    /// page it frees, an overflow page of a zero-filled value is all zeros, a page taken
+    /// without reading its content starts zeroed), so a blank page proves nothing.
+    Blank,
+    /// No page SQLite writes, or leaves behind, has these bytes: see [`page_shape`].
+    Destroyed,
+    /// These bytes can be a page of some kind, or what one left behind.
+    Plausible,
+}
+
+/// Classifies `page`, a page image of a file of `max_page` pages with `usable` usable bytes
+/// per page, in a database that is not in auto-vacuum mode.
+///
+/// Every page past page 1 that SQLite writes is a B-tree page, a freelist trunk page, an
+/// overflow page or a freelist leaf, and a freelist leaf keeps the bytes of what it was
+/// before. A trunk page starts with the number of the next trunk and an overflow page with
+/// the number of the next overflow page, 0 on the last one; either is at most the number of
+/// pages the file had when it was written, and without auto-vacuum the file never shrinks
+/// except by `VACUUM`, which rewrites every page it keeps. So a page is [`Destroyed`] when
+/// it is not blank, its first four bytes are not a page number of the file (nor 0), and it
+/// does not begin with a B-tree page header whose cell pointers stay inside the page.
+/// Random bytes pass for a page with a probability of about `max_page / 2^32`.
+///
+/// (In auto-vacuum mode the file shrinks at every commit, and a freed page may keep a
+/// pointer past the new end; pointer-map pages have yet another layout. Callers do not
+/// classify pages of such databases.)
+///
+/// [`Destroyed`]: PageShape::Destroyed
+pub fn page_shape(page: &[u8], usable: u32, max_page: u32) -> PageShape {
+    if page.iter().all(|&b| b == 0) {
+        return PageShape::Blank;
+    }
+    match be_u32(page, 0) {
+        Some(first) if first <= max_page => PageShape::Plausible,
+        _ if could_be_btree_page(page, usable) => PageShape::Plausible,
+        _ => PageShape::Destroyed,
+    }
+}
+
+/// True when `page` (not page 1) begins with a header that a B-tree page of any of the four
+/// kinds could have: its type byte, a cell pointer array that fits in the page, a cell
+/// content area and first freeblock inside the usable space, and every cell pointer past
+/// the pointer array and inside the usable space. SQLite keeps all of this true on every
+/// page it writes, and a freed page keeps it. Deliberately lenient (no cell is parsed, no
+/// child page number checked): a page it accepts counts as content, never as damage.
+pub fn could_be_btree_page(page: &[u8], usable: u32) -> bool {
+    let usable = (usable as usize).min(page.len());
+    let area = &page[..usable];
+    let header_len = match area.first() {
+        Some(0x02 | 0x05) => 12, // interior index, interior table
+        Some(0x0a | 0x0d) => 8,  // leaf index, leaf table
+        _ => return false,
+    };
+    let (Some(freeblock), Some(cells), Some(content)) =
+        (be_u16(area, 1), be_u16(area, 3), be_u16(area, 5))
+    else {
+        return false;
+    };
+    let content = if content == 0 {
+        65536
+    } else {
+        content as usize
+    };
+    let ptr_end = header_len + 2 * cells as usize;
+    if ptr_end > usable || content < ptr_end || content > usable {
+        return false;
+    }
+    if freeblock != 0 && ((freeblock as usize) < ptr_end || freeblock as usize + 4 > usable) {
+        return false;
+    }
+    (0..cells as usize).all(|i| {
+        be_u16(area, header_len + 2 * i)
+            .is_some_and(|ptr| (ptr as usize) >= ptr_end && (ptr as usize) < usable)
+    })
+}
+
 /// Dispatches to [`check_btree_page`] or [`check_overflow_page`] according to the role
 /// recorded by [`schema_tree_pages`].
 pub fn check_schema_page(
@@ -1373,6 +1455,125 @@ mod tests {
         assert!(check_overflow_page(4, &pages[&4], 4).is_err());
         assert!(check_overflow_page(5, &overflow_page(5), 6).is_err());
         assert!(check_overflow_page(5, &[0, 0], 6).is_err());
+    }
+
+    #[test]
+    fn page_shapes() {
+        let usable = PS as u32;
+        assert_eq!(page_shape(&[0; PS], usable, 6), PageShape::Blank);
+        let pages = sample_tree();
+        // Table B-tree pages, overflow pages, a freelist trunk.
+        for pgno in 2..=6 {
+            assert_eq!(
+                page_shape(&pages[&pgno], usable, 6),
+                PageShape::Plausible,
+                "page {pgno}"
+            );
+        }
+        let mut trunk = vec![0u8; PS];
+        trunk[4..12].copy_from_slice(&[0, 0, 0, 1, 0, 0, 0, 5]);
+        assert_eq!(page_shape(&trunk, usable, 6), PageShape::Plausible);
+        // Index pages: an empty leaf and an interior page with one cell.
+        let mut leaf = vec![0xeeu8; PS];
+        leaf[..8].copy_from_slice(&[0x0a, 0, 0, 0, 0, 2, 0, 0]);
+        assert_eq!(page_shape(&leaf, usable, 6), PageShape::Plausible);
+        let mut interior = leaf.clone();
+        interior[..14].copy_from_slice(&[0x02, 0, 0, 0, 1, 1, 0xf0, 0, 0, 0, 0, 3, 1, 0xf0]);
+        assert_eq!(page_shape(&interior, usable, 6), PageShape::Plausible);
+        // The same with a cell pointer out of the page, or inside its
+        // own pointer array: no page at all.
+        let mut bad = interior.clone();
+        bad[12..14].copy_from_slice(&0x0300u16.to_be_bytes());
+        assert_eq!(page_shape(&bad, usable, 6), PageShape::Destroyed);
+        bad[12..14].copy_from_slice(&12u16.to_be_bytes());
+        assert_eq!(page_shape(&bad, usable, 6), PageShape::Destroyed);
+        // A page number past the end of the file, and no B-tree header.
+        assert_eq!(
+            page_shape(&overflow_page(7), usable, 6),
+            PageShape::Destroyed
+        );
+        assert_eq!(
+            page_shape(&overflow_page(7), usable, 7),
+            PageShape::Plausible
+        );
+        // Random bytes are damage, all but a few in a thousand.
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let plausible = (0..1000)
+            .filter(|_| {
+                let page: Vec<u8> = (0..PS).map(|_| rng.next() as u8).collect();
+                page_shape(&page, usable, 1000) != PageShape::Destroyed
+            })
+            .count();
+        assert!(
+            plausible < 5,
+            "{plausible} random pages of 1000 pass for a page"
+        );
+    }
+
+    /// The claim [`page_shape`] rests on: no page a real SQLite leaves in a
+    /// file that is not in auto-vacuum mode is `Destroyed`, with and without
+    /// `secure_delete`, whatever the page held (index and table pages,
+    /// overflow pages of random and zero-filled values, trunks, freed pages).
+    #[test]
+    fn no_page_of_a_real_database_is_destroyed() {
+        if !Path::new(SQLITE3).exists() {
+            eprintln!("note: {SQLITE3} not found, skipping the real-database cross-check");
+            return;
+        }
+        for page_size in [512u32, 4096] {
+            for secure_delete in [0, 1] {
+                let name = format!(
+                    "dbfile-shape-{}-{page_size}-{secure_delete}.db",
+                    std::process::id()
+                );
+                let db = std::env::temp_dir().join(name);
+                let _ = std::fs::remove_file(&db);
+                let mut sql = format!(
+                    "PRAGMA page_size={page_size}; PRAGMA secure_delete={secure_delete};\n"
+                );
+                for t in 0..8 {
+                    sql += &format!(
+                        "CREATE TABLE t{t}(id INTEGER PRIMARY KEY, a TEXT, b BLOB);\n\
+                         CREATE INDEX t{t}_a ON t{t}(a);\n\
+                         CREATE TABLE w{t}(k TEXT PRIMARY KEY, v) WITHOUT ROWID;\n\
+                         WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM n WHERE x<60)\n\
+                         INSERT INTO t{t}(a, b) SELECT printf('%.*c', x * 7, 'a') || x,\n\
+                           CASE x % 3 WHEN 0 THEN randomblob(x * 40) WHEN 1 THEN zeroblob(x * 50)\n\
+                           ELSE NULL END FROM n;\n\
+                         INSERT INTO w{t} SELECT a, b FROM t{t};\n"
+                    );
+                }
+                for t in (0..8).step_by(3) {
+                    sql += &format!("DROP TABLE t{t};\n");
+                }
+                sql += "DELETE FROM t1 WHERE id % 2 = 0; DELETE FROM w2 WHERE length(k) > 200;\n\
+                        INSERT INTO t4(a, b) SELECT a, zeroblob(3000) FROM t5;\n\
+                        DELETE FROM t5; INSERT INTO t7(a, b) SELECT a, randomblob(700) FROM t4;\n";
+                sqlite(&db, &sql);
+                let file = std::fs::read(&db).unwrap();
+                let header = DbHeader::parse(&file).unwrap();
+                assert_eq!(header.autovacuum_top_root, 0);
+                assert!(header.freelist_count > 0, "the fixture has a freelist");
+                let ps = page_size as usize;
+                let max_page = (file.len() / ps) as u32;
+                let mut blank = 0;
+                for pgno in 2..=max_page {
+                    let page = &file[(pgno as usize - 1) * ps..pgno as usize * ps];
+                    match page_shape(page, header.usable_size(), max_page) {
+                        PageShape::Destroyed => panic!(
+                            "page {pgno} of a real database (page size {page_size}, \
+                             secure_delete={secure_delete}) classified as destroyed"
+                        ),
+                        PageShape::Blank => blank += 1,
+                        PageShape::Plausible => {}
+                    }
+                }
+                if secure_delete == 1 {
+                    assert!(blank > 0, "secure_delete leaves blank pages");
+                }
+                let _ = std::fs::remove_file(&db);
+            }
+        }
     }
 
     /// xorshift64*: deterministic, good enough to shake out panics.

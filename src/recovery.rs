@@ -8,7 +8,7 @@
 //! was taken, and refuses when it finds any. `docs/dwr-format.md` states the
 //! rule; this module is its implementation.
 
-use crate::dbfile::{self, DbHeader, PageRole};
+use crate::dbfile::{self, DbHeader, PageRole, PageShape};
 use crate::format::{crc32c, Fingerprint, WalSession};
 use crate::identity::{FileIdentity, Sameness};
 use crate::store::Generation;
@@ -242,18 +242,22 @@ fn evaluate_with(
             wal_session_evidence(fp, disk)?;
         }
         page1_evidence(&disk_pages[&1], copy_p1, fp, ps, max_page)?;
-        freelist_evidence(fp, ps, max_page, disk)?;
+        let evidence = EvidencePages::of(copy_p1, ps, max_page);
+        let freelist = freelist_evidence(fp, &evidence, disk)?;
         // A page 1 that differs from the copy's by bit rot alone still
         // says which file this is; one destroyed or rewritten does not,
         // and the witnesses must. A copy without witnesses (a database
         // with no data page worth one) is trusted only while page 1 still
         // holds the copy's schema root: then only the header was hit.
-        if witnesses
-            && bit_distance(&disk_pages[&1], copy_p1) > BIT_ROT_LIMIT
+        // A freelist that damage took out of the evidence (rule 8b) leaves
+        // the witnesses as the only evidence of the data, whatever page 1
+        // looks like.
+        let page1_gone = bit_distance(&disk_pages[&1], copy_p1) > BIT_ROT_LIMIT
             && (!fp.witnesses.is_empty()
-                || bit_distance(&disk_pages[&1][100..], &copy_p1[100..]) > BIT_ROT_LIMIT)
-        {
-            witness_evidence(fp, ps, max_page, disk)?;
+                || bit_distance(&disk_pages[&1][100..], &copy_p1[100..]) > BIT_ROT_LIMIT);
+        let lost_trunk = matches!(freelist, Freelist::TrunkDestroyed(_));
+        if witnesses && (page1_gone || lost_trunk) {
+            witness_evidence(fp, &evidence, freelist, disk)?;
         }
         for &pgno in &differing {
             let role = roles.get(&pgno).copied();
@@ -341,25 +345,114 @@ fn wal_session_evidence(fp: &Fingerprint, disk: &mut dyn DiskPages) -> Result<()
     }
 }
 
+/// How the evidence pages outside the copy (freelist trunks, witnesses) are
+/// judged: what a page of this database can look like (rule 8b of
+/// docs/dwr-format.md).
+struct EvidencePages {
+    ps: u32,
+    usable: u32,
+    max_page: u32,
+    /// Pages the damage destroyed may be set aside. Not in auto-vacuum
+    /// mode: there the file shrinks at every commit, a freed page may keep
+    /// a pointer past the new end, and pointer-map pages have a layout of
+    /// their own, so no page can be shown to be no page at all.
+    may_set_aside: bool,
+}
+
+impl EvidencePages {
+    fn of(copy_p1: &[u8], ps: u32, max_page: u32) -> EvidencePages {
+        // Database header offset 52: the largest root page, non-zero only
+        // in auto-vacuum and incremental-vacuum mode.
+        let autovacuum = copy_p1[52..56] != [0; 4];
+        EvidencePages {
+            ps,
+            usable: ps - copy_p1[20] as u32,
+            max_page,
+            may_set_aside: !autovacuum,
+        }
+    }
+
+    fn shape(&self, page: &[u8]) -> PageShape {
+        dbfile::page_shape(page, self.usable, self.max_page)
+    }
+
+    /// The page is damage that proves nothing: no page SQLite writes or
+    /// leaves behind looks like it. A blank page is not: SQLite writes
+    /// those itself (see [`PageShape::Blank`]).
+    fn destroyed(&self, page: &[u8]) -> bool {
+        self.may_set_aside && self.shape(page) == PageShape::Destroyed
+    }
+}
+
+/// What the freelist (rule 8) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freelist {
+    /// The copy recorded no freelist.
+    Empty,
+    /// The chain on disk has the recorded checksum. `room`: its first trunk
+    /// page has room for another leaf, so SQLite would have added to it any
+    /// page freed since the copy was taken (rule 8b).
+    Held { room: bool },
+    /// The first trunk page the copy recorded (this page) is destroyed:
+    /// nothing of the chain is left to compare (rule 8b).
+    TrunkDestroyed(u32),
+}
+
 /// Refuses when the freelist trunk pages the copy recorded have changed: a
-/// writer allocated or freed pages since.
+/// writer allocated or freed pages since. The fingerprint holds one
+/// checksum over the whole chain, so the chain can only be compared whole:
+/// when its first trunk page is destroyed there is nothing left to compare
+/// and the freelist is set aside ([`Freelist::TrunkDestroyed`]; the caller
+/// must then find the proof elsewhere). A destroyed trunk further down
+/// hides whether the trunks before it, which parse, changed: refused.
 fn freelist_evidence(
     fp: &Fingerprint,
-    ps: u32,
-    max_page: u32,
+    ev: &EvidencePages,
     disk: &mut dyn DiskPages,
-) -> Result<(), String> {
+) -> Result<Freelist, String> {
     if fp.freelist_trunk == 0 {
-        return Ok(());
+        return Ok(Freelist::Empty);
     }
-    let crc = freelist_crc(fp.freelist_trunk, ps, max_page, &mut |p| {
-        disk.read_page(p, ps)
+    let ps = ev.ps;
+    let mut images = Vec::new();
+    let crc = freelist_crc(fp.freelist_trunk, ps, ev.max_page, &mut |p| {
+        let page = disk.read_page(p, ps)?;
+        images.push((p, page.clone()));
+        Ok(page)
     })
     .map_err(|e| format!("cannot read the freelist: {e}"))?;
-    if crc != fp.freelist_crc {
-        return Err("the freelist changed since the copy was taken".into());
+    if crc == fp.freelist_crc {
+        // SQLite adds a freed page to the first trunk while it holds fewer
+        // than usable/4 - 8 leaves (btree.c freePage2), and starts a new
+        // first trunk otherwise.
+        let leaves = images.first().map_or(u32::MAX, |(_, p)| {
+            u32::from_be_bytes(p[4..8].try_into().unwrap())
+        });
+        return Ok(Freelist::Held {
+            room: leaves < (ev.usable / 4).saturating_sub(8),
+        });
     }
-    Ok(())
+    let changed = "the freelist changed since the copy was taken";
+    let Some((first, first_image)) = images.first() else {
+        return Err(changed.into());
+    };
+    if ev.destroyed(first_image) {
+        return Ok(Freelist::TrunkDestroyed(*first));
+    }
+    if ev.shape(first_image) == PageShape::Blank {
+        return Err(format!(
+            "{changed}: its first trunk page {first} is all zeros now, which SQLite writes \
+             itself (a page freed under secure_delete, a zero-filled overflow page)"
+        ));
+    }
+    if let Some((later, _)) = images[1..].iter().find(|(_, page)| ev.destroyed(page)) {
+        return Err(format!(
+            "{changed}, or trunk page {later} is damaged and hides whether it did: the copy \
+             records one checksum for the whole chain, so the trunk pages before it cannot be \
+             shown to be the copy's"
+        ));
+    }
+    Err(changed.into())
 }
 
 /// Refuses unless the witness pages (unprotected pages whose checksums the
@@ -369,21 +462,45 @@ fn freelist_evidence(
 /// file after a program without metadwr wrote to it. A copy that recorded
 /// no witness (the database had no data page with enough content to tell
 /// two databases apart) cannot tell, and is refused.
+///
+/// Rule 8b: a witness that is destroyed is set aside, as long as another
+/// one holds its bytes exactly; so is a blank one, but only while the
+/// freelist shows that no page was freed and left free since the copy was
+/// taken (its first trunk held, with room for another leaf, so any freed
+/// page would be on it): a writer blanks a page by freeing it under
+/// `secure_delete`, by writing zeros over a value in place, which changes
+/// nothing a restore writes, or by freeing it and handing it out again for
+/// a zero-filled value, which leaves the trunk's bytes as they were only in
+/// a narrow sequence (docs/dwr-format.md section 7.4). When the freelist was
+/// set aside, the witnesses are all the evidence left, and every one of
+/// them must hold (the lost trunk page aside, when it was a witness too).
 fn witness_evidence(
     fp: &Fingerprint,
-    ps: u32,
-    max_page: u32,
+    ev: &EvidencePages,
+    freelist: Freelist,
     disk: &mut dyn DiskPages,
 ) -> Result<(), String> {
+    let lost_trunk = match freelist {
+        Freelist::TrunkDestroyed(t) => Some(t),
+        _ => None,
+    };
     if fp.witnesses.is_empty() {
-        return Err(
-            "page 1 is damaged and the copy records no data page that could prove it \
-                    belongs to this file's data"
+        return Err(match lost_trunk {
+            None => "page 1 is damaged and the copy records no data page that could prove it \
+                     belongs to this file's data"
                 .into(),
-        );
+            Some(t) => format!(
+                "freelist trunk page {t} is damaged, and the copy records no data page that \
+                 could prove it belongs to this file's data"
+            ),
+        });
     }
+    let nothing_freed = ev.may_set_aside && freelist == Freelist::Held { room: true };
+    let ps = ev.ps;
+    let mut held = 0;
+    let mut set_aside = Vec::new();
     for (pgno, crc) in fp.witnesses.iter() {
-        if pgno > max_page {
+        if pgno > ev.max_page {
             return Err(format!(
                 "data page {pgno}, recorded with the copy, is past the end of the file"
             ));
@@ -391,12 +508,41 @@ fn witness_evidence(
         let page = disk
             .read_page(pgno, ps)
             .map_err(|e| format!("cannot read page {pgno}: {e}"))?;
-        if page_crc(&page) != crc {
+        if page_crc(&page) == crc {
+            held += 1;
+        } else if lost_trunk == Some(pgno) {
+            // The destroyed trunk page was a witness as well: one loss.
+            set_aside.push(pgno.to_string());
+        } else if ev.destroyed(&page) {
+            if let Some(t) = lost_trunk {
+                return Err(format!(
+                    "data page {pgno} is damaged as well as freelist trunk page {t}: with the \
+                     freelist set aside, every witness page must hold its recorded content"
+                ));
+            }
+            set_aside.push(pgno.to_string());
+        } else if ev.shape(&page) == PageShape::Blank {
+            if !nothing_freed {
+                return Err(format!(
+                    "data page {pgno} changed since the copy was taken: it is all zeros now, as \
+                     SQLite leaves a page it frees under secure_delete, and the copy's freelist \
+                     cannot show that no page was freed since"
+                ));
+            }
+            set_aside.push(pgno.to_string());
+        } else {
             return Err(format!(
                 "data page {pgno} changed since the copy was taken: the file was written \
                  without metadwr, or replaced"
             ));
         }
+    }
+    if held == 0 {
+        return Err(format!(
+            "no data page recorded with the copy holds its recorded content (damaged: {}): \
+             nothing is left to prove the copy belongs to this file's data",
+            set_aside.join(", ")
+        ));
     }
     Ok(())
 }
@@ -513,9 +659,12 @@ mod tests {
         }
     }
 
-    /// A data page with content, different for each `seed`.
+    /// A data page with content, different for each `seed`: the last page
+    /// of an overflow chain (next page 0), so a page SQLite could write.
     fn data_page(seed: u8) -> Vec<u8> {
-        (0..PS).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+        let mut p: Vec<u8> = (0..PS).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+        p[..4].fill(0);
+        p
     }
 
     /// A generation of page 1 whose witness is page 2 holding
@@ -559,8 +708,11 @@ mod tests {
 
     struct FakeDisk {
         page1: Vec<u8>,
-        /// Page 2 and on.
+        /// Page 2.
         data: Vec<u8>,
+        /// Page 3 and on, for the tests that need them; reading any other
+        /// page fails the test.
+        more: HashMap<u32, Vec<u8>>,
         size: u64,
         wal: bool,
         identity: FileIdentity,
@@ -577,7 +729,11 @@ mod tests {
             match pgno {
                 1 => Ok(self.page1.clone()),
                 2 => Ok(self.data.clone()),
-                _ => panic!("page {pgno} read"),
+                _ => Ok(self
+                    .more
+                    .get(&pgno)
+                    .unwrap_or_else(|| panic!("page {pgno} read"))
+                    .clone()),
             }
         }
         fn wal_has_frames(&mut self) -> bool {
@@ -601,6 +757,7 @@ mod tests {
         FakeDisk {
             page1: vec![0xa5; PS as usize],
             data: data_page(0),
+            more: HashMap::new(),
             size,
             wal: false,
             identity: this_file(),
@@ -828,6 +985,305 @@ mod tests {
         let mut neither = destroyed(1024);
         neither.data = data_page(2);
         assert!(matches!(plan(&gens, &mut neither), Plan::Refuse(_)));
+    }
+
+    /// Bytes no page of a small file can have: they start with neither a
+    /// page number nor a B-tree page header.
+    fn destroyed_page(seed: u8) -> Vec<u8> {
+        let p: Vec<u8> = (0..PS)
+            .map(|i| 0xa5 ^ (i as u8).wrapping_mul(7) ^ seed)
+            .collect();
+        assert_eq!(dbfile::page_shape(&p, PS, 1000), PageShape::Destroyed);
+        p
+    }
+
+    /// A freelist trunk page: the next trunk, then the leaves.
+    fn trunk_page(next: u32, leaves: &[u32]) -> Vec<u8> {
+        let mut p = vec![0u8; PS as usize];
+        p[..4].copy_from_slice(&next.to_be_bytes());
+        p[4..8].copy_from_slice(&(leaves.len() as u32).to_be_bytes());
+        for (i, leaf) in leaves.iter().enumerate() {
+            p[8 + 4 * i..12 + 4 * i].copy_from_slice(&leaf.to_be_bytes());
+        }
+        p
+    }
+
+    /// A table leaf page holding one small row.
+    fn table_leaf_page() -> Vec<u8> {
+        let mut p = vec![0u8; PS as usize];
+        let cell = [4u8, 1, 2, 0x0f, b'x'];
+        let at = PS as usize - cell.len();
+        p[0] = 0x0d;
+        p[3..5].copy_from_slice(&1u16.to_be_bytes());
+        p[5..7].copy_from_slice(&(at as u16).to_be_bytes());
+        p[8..10].copy_from_slice(&(at as u16).to_be_bytes());
+        p[at..].copy_from_slice(&cell);
+        assert!(dbfile::could_be_btree_page(&p, PS));
+        p
+    }
+
+    /// A file of `pages` pages whose freelist trunk chain is `chain` (page
+    /// numbers and images, in chain order), with witnesses on page 2
+    /// (`data_page(0)`) and page 4 (`data_page(4)`), and page 1 destroyed;
+    /// and the generation taken from it before the damage.
+    fn with_freelist_chain(pages: u32, chain: &[(u32, Vec<u8>)]) -> (Generation, FakeDisk) {
+        let size = pages as u64 * PS as u64;
+        let mut g = generation(3, page1(3, 1), size, 0);
+        let images: HashMap<u32, Vec<u8>> = chain.iter().cloned().collect();
+        let fp = &mut g.header.fingerprint;
+        fp.freelist_trunk = chain[0].0;
+        fp.freelist_count = chain.len() as u32;
+        fp.freelist_crc =
+            freelist_crc(chain[0].0, PS, pages, &mut |p| Ok(images[&p].clone())).unwrap();
+        fp.witnesses.push(4, page_crc(&data_page(4)));
+        let mut disk = destroyed(size);
+        disk.more = images;
+        disk.more.insert(4, data_page(4));
+        (g, disk)
+    }
+
+    /// [`with_freelist_chain`] of 6 pages: trunk page 3 with leaves 5 and 6.
+    fn with_freelist() -> (Generation, FakeDisk) {
+        with_freelist_chain(6, &[(3, trunk_page(0, &[5, 6]))])
+    }
+
+    fn refuses_with(p: &Plan, what: &str) -> bool {
+        matches!(p, Plan::Refuse(why) if why.contains(what))
+    }
+
+    #[test]
+    fn a_destroyed_freelist_trunk_is_no_evidence_when_the_witnesses_hold() {
+        let (g, mut disk) = with_freelist();
+        let gens = std::slice::from_ref(&g);
+        assert_eq!(restores(&plan(gens, &mut disk)), Some(3));
+        disk.more.insert(3, destroyed_page(1));
+        assert_eq!(restores(&plan(gens, &mut disk)), Some(3));
+        // Page 1 only bit-rotted: the witnesses are checked all the same,
+        // the freelist no longer being there to show anything.
+        let mut rotted = page1(3, 1);
+        rotted[0] ^= 1;
+        disk.page1 = rotted;
+        assert_eq!(restores(&plan(gens, &mut disk)), Some(3));
+        disk.data = data_page(9);
+        let p = plan(gens, &mut disk);
+        assert!(refuses_with(&p, "data page 2 changed"), "{p:?}");
+    }
+
+    #[test]
+    fn a_blank_freelist_trunk_is_evidence() {
+        // SQLite writes all-zero pages itself (secure_delete): the trunk
+        // may have been allocated and freed again since the copy was taken.
+        let (g, mut disk) = with_freelist();
+        disk.more.insert(3, vec![0; PS as usize]);
+        let p = plan(&[g], &mut disk);
+        assert!(refuses_with(&p, "all zeros"), "{p:?}");
+    }
+
+    #[test]
+    fn a_rewritten_freelist_trunk_is_evidence() {
+        for (what, page) in [
+            ("a leaf allocated", trunk_page(0, &[5])),
+            ("a page freed", trunk_page(0, &[5, 6, 2])),
+            ("reused as a table leaf", table_leaf_page()),
+            ("reused as an overflow page", data_page(7)),
+            ("reused, then freed as a leaf", {
+                let mut p = table_leaf_page();
+                p[..8].copy_from_slice(&trunk_page(0, &[])[..8]);
+                p
+            }),
+        ] {
+            let (g, mut disk) = with_freelist();
+            disk.more.insert(3, page);
+            let p = plan(&[g], &mut disk);
+            assert!(refuses_with(&p, "freelist changed"), "{what}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn a_destroyed_trunk_further_down_the_chain_hides_the_trunks_before_it() {
+        let chain = [(3, trunk_page(7, &[5])), (7, trunk_page(0, &[6, 8]))];
+        let (g, mut disk) = with_freelist_chain(8, &chain);
+        let gens = std::slice::from_ref(&g);
+        assert_eq!(restores(&plan(gens, &mut disk)), Some(3));
+        // Page 3 parses; whether it is the copy's cannot be shown.
+        disk.more.insert(7, destroyed_page(2));
+        let p = plan(gens, &mut disk);
+        assert!(refuses_with(&p, "trunk page 7 is damaged"), "{p:?}");
+        disk.more.insert(3, trunk_page(7, &[]));
+        assert!(matches!(plan(gens, &mut disk), Plan::Refuse(_)));
+        // The first trunk destroyed: nothing of the chain is left.
+        let (g, mut disk) = with_freelist_chain(8, &chain);
+        disk.more.insert(3, destroyed_page(3));
+        disk.more.remove(&7);
+        assert_eq!(restores(&plan(&[g], &mut disk)), Some(3));
+    }
+
+    #[test]
+    fn a_destroyed_witness_is_no_evidence_when_another_holds() {
+        let (g, mut disk) = with_freelist();
+        let gens = std::slice::from_ref(&g);
+        disk.data = destroyed_page(4);
+        assert_eq!(restores(&plan(gens, &mut disk)), Some(3));
+        // Every witness destroyed: nothing ties the copy to the data.
+        disk.more.insert(4, destroyed_page(5));
+        let p = plan(gens, &mut disk);
+        assert!(refuses_with(&p, "damaged: 2, 4"), "{p:?}");
+        // The same without a freelist.
+        let mut only = generation(3, page1(3, 1), 1024, 0);
+        let mut disk = destroyed(1024);
+        disk.data = destroyed_page(6);
+        let p = plan(std::slice::from_ref(&only), &mut disk);
+        assert!(refuses_with(&p, "damaged: 2"), "{p:?}");
+        only.header.fingerprint.witnesses = Default::default();
+        let p = plan(&[only], &mut disk);
+        assert!(refuses_with(&p, "records no data page"), "{p:?}");
+    }
+
+    #[test]
+    fn a_rewritten_witness_is_evidence_while_another_holds() {
+        for (what, page) in [
+            ("other content", data_page(9)),
+            ("a table leaf", table_leaf_page()),
+            ("a freelist trunk", trunk_page(0, &[5])),
+        ] {
+            let (g, mut disk) = with_freelist();
+            disk.data = page;
+            let p = plan(&[g], &mut disk);
+            assert!(refuses_with(&p, "data page 2 changed"), "{what}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn a_blank_witness_is_set_aside_only_while_the_freelist_shows_nothing_was_freed() {
+        let blank = || vec![0u8; PS as usize];
+        // The first trunk held and has room: a page freed since would be
+        // on it. Another witness holds: restored.
+        let (g, mut disk) = with_freelist();
+        disk.data = blank();
+        assert_eq!(
+            restores(&plan(std::slice::from_ref(&g), &mut disk)),
+            Some(3)
+        );
+        // The blank witness is the only one: nothing is left.
+        let mut only = g.clone();
+        let mut w = crate::format::Witnesses::default();
+        w.push(2, page_crc(&data_page(0)));
+        only.header.fingerprint.witnesses = w;
+        let p = plan(&[only], &mut disk);
+        assert!(refuses_with(&p, "damaged: 2"), "{p:?}");
+        // No freelist recorded: a freed page would have started one, which
+        // nothing shows once page 1 is gone.
+        let mut no_freelist = g.clone();
+        no_freelist.header.fingerprint.freelist_trunk = 0;
+        let p = plan(&[no_freelist], &mut disk);
+        assert!(
+            refuses_with(&p, "cannot show that no page was freed"),
+            "{p:?}"
+        );
+        // A full first trunk: a freed page would have started a new one.
+        let full = trunk_page(0, &[5; 120]);
+        let (g, mut disk) = with_freelist_chain(6, &[(3, full)]);
+        disk.data = blank();
+        let p = plan(&[g], &mut disk);
+        assert!(
+            refuses_with(&p, "cannot show that no page was freed"),
+            "{p:?}"
+        );
+        let (g, mut disk) = with_freelist_chain(6, &[(3, trunk_page(0, &[5; 119]))]);
+        disk.data = blank();
+        assert_eq!(restores(&plan(&[g], &mut disk)), Some(3));
+        // The freelist set aside: it shows nothing.
+        let (g, mut disk) = with_freelist();
+        disk.data = blank();
+        disk.more.insert(3, destroyed_page(1));
+        let p = plan(&[g], &mut disk);
+        assert!(
+            refuses_with(&p, "cannot show that no page was freed"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn with_the_freelist_set_aside_every_witness_must_hold() {
+        let (g, mut disk) = with_freelist();
+        disk.more.insert(3, destroyed_page(1));
+        disk.more.insert(4, destroyed_page(4));
+        let p = plan(std::slice::from_ref(&g), &mut disk);
+        assert!(
+            refuses_with(&p, "as well as freelist trunk page 3"),
+            "{p:?}"
+        );
+        disk.more.insert(4, data_page(9));
+        let p = plan(std::slice::from_ref(&g), &mut disk);
+        assert!(refuses_with(&p, "data page 4 changed"), "{p:?}");
+        // No witness at all.
+        let mut bare = g.clone();
+        bare.header.fingerprint.witnesses = Default::default();
+        let p = plan(&[bare], &mut disk);
+        assert!(
+            refuses_with(
+                &p,
+                "freelist trunk page 3 is damaged, and the copy records no"
+            ),
+            "{p:?}"
+        );
+        // The trunk was a witness too: one loss, and the other witness holds.
+        let (mut g, mut disk) = with_freelist();
+        let trunk_crc = page_crc(&disk.more[&3]);
+        let mut w = crate::format::Witnesses::default();
+        w.push(3, trunk_crc);
+        w.push(2, page_crc(&data_page(0)));
+        g.header.fingerprint.witnesses = w;
+        disk.more.insert(3, destroyed_page(1));
+        assert_eq!(
+            restores(&plan(std::slice::from_ref(&g), &mut disk)),
+            Some(3)
+        );
+        // The trunk was the only witness: nothing is left.
+        let mut w = crate::format::Witnesses::default();
+        w.push(3, trunk_crc);
+        g.header.fingerprint.witnesses = w;
+        let p = plan(&[g], &mut disk);
+        assert!(refuses_with(&p, "damaged: 3"), "{p:?}");
+    }
+
+    #[test]
+    fn nothing_is_set_aside_in_auto_vacuum_mode() {
+        let (mut g, mut disk) = with_freelist();
+        let p1 = &mut g.pages[0].1;
+        p1[52..56].copy_from_slice(&5u32.to_be_bytes());
+        let gens = std::slice::from_ref(&g);
+        assert_eq!(restores(&plan(gens, &mut disk)), Some(3));
+        disk.data = destroyed_page(4);
+        let p = plan(gens, &mut disk);
+        assert!(refuses_with(&p, "data page 2 changed"), "{p:?}");
+        disk.data = vec![0; PS as usize];
+        let p = plan(gens, &mut disk);
+        assert!(refuses_with(&p, "data page 2 changed"), "{p:?}");
+        disk.data = data_page(0);
+        disk.more.insert(3, destroyed_page(1));
+        let p = plan(gens, &mut disk);
+        assert!(refuses_with(&p, "freelist changed"), "{p:?}");
+    }
+
+    #[test]
+    fn a_destroyed_trunk_does_not_choose_between_pending_generations() {
+        // The two generations of a pending commit record the same freelist;
+        // with its trunk destroyed, it tells neither apart.
+        let (older, mut disk) = with_freelist();
+        disk.more.insert(3, destroyed_page(1));
+        let mut same = older.clone();
+        same.header.generation = 4;
+        same.header.flags = FLAG_PENDING;
+        same.pages[0].1 = page1(4, 1);
+        same.header.fingerprint.change_counter = 4;
+        let gens = [same.clone(), older.clone()];
+        assert_eq!(restores(&plan(&gens, &mut disk)), Some(4));
+        let mut schema_change = same;
+        schema_change.pages[0].1 = page1(4, 2);
+        schema_change.header.fingerprint.schema_cookie = 2;
+        let p = plan(&[schema_change, older], &mut disk);
+        assert!(refuses_with(&p, "fits both"), "{p:?}");
     }
 
     #[test]
