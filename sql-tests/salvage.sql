@@ -29,5 +29,5 @@ SELECT meta_salvage('saved.db');
 SELECT count(*), min(id), max(id) FROM customers;
 SELECT count(*), sum(total) FROM orders;
 SELECT name, rows_salvaged, rows_from_orphan_pages, rows_lost FROM metadwr_salvage_report;
-SELECT key, value FROM metadwr_salvage_info WHERE key IN ('schema_source', 'rows_in_lost_and_found', 'freelist_complete');
+SELECT key, value FROM metadwr_salvage_info WHERE key IN ('schema_source', 'rows_in_lost_and_found', 'freelist_complete') ORDER BY key;
 PRAGMA integrity_check;
