@@ -436,6 +436,44 @@ fn twin_tables_are_told_apart_only_by_the_pointer_map() {
 }
 
 #[test]
+fn a_complete_index_tells_twin_tables_apart() {
+    // As above without a pointer map, but left_t has an index whose pages
+    // survive: it lists left_t's rows, so right_t's leaves are not
+    // left_t's, and once they are placed, left_t's are not right_t's.
+    let dir = TestDir::new("salvage-twins-index");
+    let db = dir.join("t.db");
+    let conn = open(&db);
+    conn.execute_batch("PRAGMA page_size=1024;").unwrap();
+    enable(&conn);
+    conn.execute_batch(
+        "CREATE TABLE left_t(a TEXT, b INT); CREATE TABLE right_t(a TEXT, b INT);
+         CREATE INDEX left_b ON left_t(b);
+         WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < 2000)
+         INSERT INTO left_t SELECT 'left ' || n, n FROM i;
+         WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < 2000)
+         INSERT INTO right_t SELECT 'right ' || n, n * 7 FROM i;",
+    )
+    .unwrap();
+    drop(conn);
+    let before = rows_by_key(&open_plain(&db).unwrap());
+    let roots: Vec<u32> = sqlite3_cli(
+        &db,
+        "SELECT rootpage FROM sqlite_schema WHERE type = 'table';",
+    )
+    .lines()
+    .map(|l| l.parse().unwrap())
+    .collect();
+    let mut rng = Rng::new(4);
+    damage_pages(&db, &[vec![1], roots].concat(), Damage::Random, &mut rng);
+    let conn = open(&db);
+    let out = dir.join("out.db");
+    let summary = salvage_pragma(&conn, &out).unwrap();
+    let o = open_plain(&out).unwrap();
+    assert_eq!(rows_by_key(&o), before, "{summary}");
+    assert_eq!(one(&o, "SELECT count(*) FROM lost_and_found"), "0");
+}
+
+#[test]
 fn bad_requests_get_clear_errors_and_write_nothing() {
     let dir = TestDir::new("salvage-errors");
     let db = dir.join("e.db");

@@ -292,11 +292,17 @@ mod tests {
             table(1, vec![gap(None, None, 2)], Some(2)),
             table(2, vec![gap(None, None, 1)], Some(2)),
         ];
-        assert_eq!(attribute(&group((5, 9), vec![1, 2]), &trees, true), Verdict::Table(2));
+        assert_eq!(
+            attribute(&group((5, 9), vec![1, 2]), &trees, true),
+            Verdict::Table(2)
+        );
         // A group of height 1 cannot hang below depth 1 of a 2-deep tree.
         let mut g = group((5, 9), vec![1, 2]);
         g.height = Some(1);
-        assert!(matches!(attribute(&g, &trees, true), Verdict::LostAndFound { .. }));
+        assert!(matches!(
+            attribute(&g, &trees, true),
+            Verdict::LostAndFound { .. }
+        ));
         // Leaves that disagree tell nothing: every gap may hold it.
         let trees = [
             table(1, vec![gap(None, None, 2)], None),
@@ -316,7 +322,10 @@ mod tests {
         ];
         trees[0].occupied.push((1, 200));
         // Rowids 150..300 meet table 1's placed group: table 2's.
-        assert_eq!(attribute(&group((150, 300), vec![1, 2]), &trees, true), Verdict::Table(2));
+        assert_eq!(
+            attribute(&group((150, 300), vec![1, 2]), &trees, true),
+            Verdict::Table(2)
+        );
         // 201..300 could be either.
         assert!(matches!(
             attribute(&group((201, 300), vec![1, 2]), &trees, true),

@@ -2,6 +2,7 @@
 
 use super::attribute::{self, Group, Ptrmap, Tree, Verdict};
 use super::btree;
+use super::evidence::{self, IndexEvidence};
 use super::output::{int, quote, text, Db, SqlError, Stmt};
 use super::pages::{Owner, Pages};
 use super::record::{self, Class, Value};
@@ -51,6 +52,9 @@ struct Obj {
     /// Field count of an index's entries, and whether its last field is a
     /// rowid (an index of a rowid table).
     index_fields: Option<(usize, bool)>,
+    /// The table columns (cids) an index holds, in order, when it holds
+    /// plain columns of every row (not partial, no expressions).
+    index_columns: Option<Vec<usize>>,
     created: bool,
     note: Vec<String>,
     walked: walk::Walked,
@@ -428,6 +432,7 @@ fn create_schema(out: &Db, scratch: &Db, entries: &[Entry]) -> Result<Vec<Obj>, 
             columns: Vec::new(),
             rowid_name: None,
             index_fields: None,
+            index_columns: None,
             created: false,
             note: Vec::new(),
             walked: walk::Walked::default(),
@@ -593,6 +598,70 @@ fn describe_index(scratch: &Db, obj: &mut Obj, entries: &[Entry]) {
     if !rows.is_empty() {
         obj.index_fields = Some((rows.len(), of_rowid_table));
     }
+    // index_xinfo: (seqno, cid, name, desc, coll, key); cid -2 is an
+    // expression. A WHERE clause makes the index partial.
+    let partial = obj
+        .entry
+        .sql
+        .as_ref()
+        .is_some_and(|s| s.to_ascii_uppercase().contains("WHERE"));
+    let keys: Vec<i64> = rows
+        .iter()
+        .filter(|r| int(&r[5]) == 1)
+        .map(|r| int(&r[1]))
+        .collect();
+    if !partial && !keys.is_empty() && keys.iter().all(|&c| c >= 0) {
+        obj.index_columns = Some(keys.into_iter().map(|c| c as usize).collect());
+    }
+}
+
+/// Reads the complete indexes of the tables that lost pages, as evidence
+/// of which rows those tables had (see `evidence.rs`).
+fn index_evidence(pages: &mut Pages, objs: &[Obj]) -> HashMap<u32, Vec<IndexEvidence>> {
+    let mut out: HashMap<u32, Vec<IndexEvidence>> = HashMap::new();
+    let mut held = 0usize;
+    for ix in objs.iter().filter(|o| !o.is_table && o.entry.root != 0) {
+        let Some(cols) = &ix.index_columns else {
+            continue;
+        };
+        if ix.walked.pages_unreadable > 0 {
+            continue;
+        }
+        let Some(t) = objs.iter().find(|t| {
+            t.is_table
+                && t.rowid
+                && t.entry.name == ix.entry.tbl_name
+                && t.walked.pages_unreadable > 0
+        }) else {
+            continue;
+        };
+        let Some(shape) = &t.shape else { continue };
+        let fields: Option<Vec<usize>> = cols
+            .iter()
+            .map(|&c| shape.fields.iter().position(|&(col, _)| col == c))
+            .collect();
+        let Some(fields) = fields else { continue };
+        let mut ev = IndexEvidence::new(fields, shape.ipk_field);
+        let mut sound = true;
+        walk::walk(
+            pages,
+            ix.entry.root,
+            false,
+            Owner::Tree(ix.id),
+            true,
+            &mut |_, row| {
+                let decoded = row.payload.ok().and_then(|p| record::decode(&p).ok());
+                if !decoded.is_some_and(|v| ev.add(&v)) || held + ev.len() > evidence::MAX_ENTRIES {
+                    sound = false;
+                }
+            },
+        );
+        if sound && !ev.is_empty() {
+            held += ev.len();
+            out.entry(t.id).or_default().push(ev);
+        }
+    }
+    out
 }
 
 /// The `lost_and_found` table and how many value columns it has so far.
@@ -898,6 +967,7 @@ fn place_orphans(
         .filter(|o| o.entry.root != 0)
         .map(|o| (o.entry.root, o.id))
         .collect();
+    let evidence = index_evidence(pages, objs);
     let mut ptrmaps = PtrmapReader::new(h.autovacuum_top_root != 0, usable);
     let mut count = 0u64;
     // First pass over every group: the evidence. Which shapes fit every
@@ -930,6 +1000,15 @@ fn place_orphans(
                 fits.clear();
                 return;
             };
+            if fits.iter().any(|id| evidence.contains_key(id)) {
+                if let Ok(values) = record::decode(payload) {
+                    fits.retain(|id| {
+                        evidence
+                            .get(id)
+                            .is_none_or(|evs| evs.iter().all(|e| e.admits(row.rowid, &values)))
+                    });
+                }
+            }
             if rowid && looks_like_schema_row(payload, &types) {
                 schema_like = true;
             }

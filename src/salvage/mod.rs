@@ -17,6 +17,7 @@
 pub mod attribute;
 pub mod btree;
 mod engine;
+pub mod evidence;
 pub mod output;
 pub mod pages;
 pub mod record;
