@@ -70,7 +70,9 @@ pub fn walk(
     emit: &mut dyn FnMut(&mut Pages, Row),
 ) -> Walked {
     let mut out = Walked::default();
-    let mut stack: Vec<(u32, u32, (Option<i64>, Option<i64>))> = vec![(root, 0, (None, None))];
+    // (page, depth, (lo, hi]): what the parent assigned each page.
+    type Bounds = (Option<i64>, Option<i64>);
+    let mut stack: Vec<(u32, u32, Bounds)> = vec![(root, 0, (None, None))];
     // A second pass may re-enter pages this owner holds, so claiming alone
     // no longer stops a cycle there: each walk also visits a page once.
     let mut visited = std::collections::HashSet::new();
