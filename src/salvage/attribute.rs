@@ -22,7 +22,10 @@
 //! 3. **The record shape** (see `shape.rs`): every record in the group must
 //!    fit the table's column count, storage classes and NOT NULL columns.
 //!
-//! 4. **Rowids already placed.** Groups are judged again and again until
+//! 4. **Complete indexes** (`evidence.rs`, applied by the caller to the
+//!    group's `fits`): a table is dropped from the candidates when one of
+//!    its completely read indexes does not list a row of the group.
+//! 5. **Rowids already placed.** Groups are judged again and again until
 //!    no more can be placed: a group given to a table occupies its rowid
 //!    range there, and no other group whose rowids meet that range can be
 //!    that table's (subtrees of one B-tree never share a key).
