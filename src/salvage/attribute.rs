@@ -209,18 +209,24 @@ pub fn is_ptrmap_page(pgno: u32, usable: u32) -> bool {
     pgno >= 2 && (pgno - 2).is_multiple_of(usable / 5 + 1)
 }
 
-/// A pointer-map page is trusted only if every entry is well formed: a
-/// known type and a parent inside the file (0 where the format says so).
-pub fn ptrmap_page_plausible(image: &[u8], usable: u32, max_page: u32) -> bool {
-    image[..usable as usize / 5 * 5].chunks_exact(5).all(|e| {
-        let parent = u32::from_be_bytes([e[1], e[2], e[3], e[4]]);
-        match e[0] {
-            0 => parent == 0,
-            1 | 2 => parent == 0,
-            3..=5 => (1..=max_page).contains(&parent),
-            _ => false,
-        }
-    })
+/// A pointer-map page (page `map`) is trusted only if every entry for a
+/// page of the file is well formed: a known type and a parent inside the
+/// file (0 where the format says so). Entries past the end of the file
+/// describe pages an auto-vacuum truncated away; SQLite leaves them as
+/// they were, so they are not looked at.
+pub fn ptrmap_page_plausible(map: u32, image: &[u8], usable: u32, max_page: u32) -> bool {
+    image[..usable as usize / 5 * 5]
+        .chunks_exact(5)
+        .enumerate()
+        .take_while(|(i, _)| u64::from(map) + 1 + *i as u64 <= u64::from(max_page))
+        .all(|(_, e)| {
+            let parent = u32::from_be_bytes([e[1], e[2], e[3], e[4]]);
+            match e[0] {
+                0..=2 => parent == 0,
+                3..=5 => (1..=max_page).contains(&parent),
+                _ => false,
+            }
+        })
 }
 
 #[cfg(test)]
@@ -394,6 +400,23 @@ mod tests {
             attribute(&g(vec![1, 2]), &trees, true),
             Verdict::LostAndFound { .. }
         ));
+    }
+
+    #[test]
+    fn ptrmap_entries_past_the_end_are_not_judged() {
+        let mut map = vec![0u8; 1024];
+        map[0..5].copy_from_slice(&[5, 0, 0, 0, 9]); // page 3: parent 9
+        map[50..55].copy_from_slice(&[3, 0, 0, 4, 0]); // page 13: parent 1024
+        assert!(
+            !ptrmap_page_plausible(2, &map, 1024, 20),
+            "page 13's parent is past the end"
+        );
+        assert!(
+            ptrmap_page_plausible(2, &map, 1024, 12),
+            "page 13 is past the end"
+        );
+        map[0] = 9;
+        assert!(!ptrmap_page_plausible(2, &map, 1024, 12), "an unknown type");
     }
 
     #[test]

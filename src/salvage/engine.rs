@@ -1163,7 +1163,7 @@ impl PtrmapReader {
             .or_insert_with(|| {
                 pages
                     .get(map)
-                    .filter(|i| attribute::ptrmap_page_plausible(i, usable, max_page))
+                    .filter(|i| attribute::ptrmap_page_plausible(map, i, usable, max_page))
             })
             .as_ref()?;
         let e = image.get(off..off + 5)?;
