@@ -52,9 +52,11 @@ struct Obj {
     /// Field count of an index's entries, and whether its last field is a
     /// rowid (an index of a rowid table).
     index_fields: Option<(usize, bool)>,
-    /// The table columns (cids) an index holds, in order, when it holds
-    /// plain columns of every row (not partial, no expressions).
+    /// The table columns (cids) an index holds, in order, when they are
+    /// plain columns (no expressions).
     index_columns: Option<Vec<usize>>,
+    /// The index has a WHERE clause: not every row has an entry.
+    index_partial: bool,
     created: bool,
     note: Vec<String>,
     walked: walk::Walked,
@@ -433,6 +435,7 @@ fn create_schema(out: &Db, scratch: &Db, entries: &[Entry]) -> Result<Vec<Obj>, 
             rowid_name: None,
             index_fields: None,
             index_columns: None,
+            index_partial: false,
             created: false,
             note: Vec::new(),
             walked: walk::Walked::default(),
@@ -610,13 +613,14 @@ fn describe_index(scratch: &Db, obj: &mut Obj, entries: &[Entry]) {
         .filter(|r| int(&r[5]) == 1)
         .map(|r| int(&r[1]))
         .collect();
-    if !partial && !keys.is_empty() && keys.iter().all(|&c| c >= 0) {
+    obj.index_partial = partial;
+    if !keys.is_empty() && keys.iter().all(|&c| c >= 0) {
         obj.index_columns = Some(keys.into_iter().map(|c| c as usize).collect());
     }
 }
 
-/// Reads the complete indexes of the tables that lost pages, as evidence
-/// of which rows those tables had (see `evidence.rs`).
+/// Reads the indexes of the tables that lost pages, as evidence of which
+/// rows those tables had (see `evidence.rs`).
 fn index_evidence(pages: &mut Pages, objs: &[Obj]) -> HashMap<u32, Vec<IndexEvidence>> {
     let mut out: HashMap<u32, Vec<IndexEvidence>> = HashMap::new();
     let mut held = 0usize;
@@ -624,9 +628,6 @@ fn index_evidence(pages: &mut Pages, objs: &[Obj]) -> HashMap<u32, Vec<IndexEvid
         let Some(cols) = &ix.index_columns else {
             continue;
         };
-        if ix.walked.pages_unreadable > 0 {
-            continue;
-        }
         let Some(t) = objs.iter().find(|t| {
             t.is_table
                 && t.rowid
@@ -641,7 +642,8 @@ fn index_evidence(pages: &mut Pages, objs: &[Obj]) -> HashMap<u32, Vec<IndexEvid
             .map(|&c| shape.fields.iter().position(|&(col, _)| col == c))
             .collect();
         let Some(fields) = fields else { continue };
-        let mut ev = IndexEvidence::new(fields, shape.ipk_field);
+        let complete = ix.walked.pages_unreadable == 0 && !ix.index_partial;
+        let mut ev = IndexEvidence::new(fields, shape.ipk_field, complete);
         let mut sound = true;
         walk::walk(
             pages,

@@ -1,17 +1,18 @@
 //! What a complete index says about its table's rows.
 //!
 //! An index of a rowid table holds one entry per row: the indexed columns'
-//! values and the rowid. When the index's own B-tree was read completely,
-//! it lists every row the table had, including those on the table's
-//! unreadable pages. An orphan group whose rows are not in the index, with
-//! the same indexed values, is not that table's: the rule in `attribute.rs`
-//! drops the table from the group's candidates. The evidence is only ever
-//! used to exclude, never to choose.
+//! values and the rowid. An entry for rowid r with other values than a row
+//! r of an orphan group says that the group is not that table's. When the
+//! index's own B-tree was read completely and the index is not partial, it
+//! lists every row the table had, including those on the table's
+//! unreadable pages, so a row it does not list is not the table's either.
+//! The rule in `attribute.rs` then drops the table from the group's
+//! candidates. The evidence is only ever used to exclude, never to choose.
 //!
-//! Partial indexes (not every row has an entry) and indexes on expressions
-//! (the salvage cannot compute them) give no evidence. Values are compared
-//! by what they are, not by their bytes: SQLite may store an integral REAL
-//! as an integer in one record and not in another.
+//! Indexes on expressions give no evidence (the salvage cannot compute
+//! them). Values are compared by what they are, not by their bytes: SQLite
+//! may store an integral REAL as an integer in one record and not in
+//! another.
 
 use super::record::Value;
 use std::collections::HashMap;
@@ -46,14 +47,17 @@ pub struct IndexEvidence {
     /// The table's INTEGER PRIMARY KEY field, which holds NULL in the
     /// table's record and the rowid in the index's.
     ipk_field: Option<usize>,
+    /// Read completely, and not partial: every row has an entry.
+    lists_every_row: bool,
     entries: HashMap<i64, u64>,
 }
 
 impl IndexEvidence {
-    pub fn new(fields: Vec<usize>, ipk_field: Option<usize>) -> Self {
+    pub fn new(fields: Vec<usize>, ipk_field: Option<usize>, lists_every_row: bool) -> Self {
         IndexEvidence {
             fields,
             ipk_field,
+            lists_every_row,
             entries: HashMap::new(),
         }
     }
@@ -94,7 +98,10 @@ impl IndexEvidence {
                 }
             }
         }
-        self.entries.get(&rowid) == Some(&fingerprint(keys.into_iter()))
+        match self.entries.get(&rowid) {
+            Some(&fp) => fp == fingerprint(keys.into_iter()),
+            None => !self.lists_every_row,
+        }
     }
 }
 
@@ -106,7 +113,7 @@ mod tests {
     fn an_index_admits_only_its_rows() {
         // Table (id INTEGER PRIMARY KEY, code TEXT, amount REAL), index on
         // (code, amount): fields 1 and 2.
-        let mut ix = IndexEvidence::new(vec![1, 2], Some(0));
+        let mut ix = IndexEvidence::new(vec![1, 2], Some(0), true);
         assert!(ix.add(&[Value::Text(b"a".to_vec()), Value::Int(3), Value::Int(7)]));
         let row =
             |code: &[u8], amount: Value| vec![Value::Null, Value::Text(code.to_vec()), amount];
@@ -124,9 +131,20 @@ mod tests {
             "too short to judge"
         );
         // An index that includes the rowid alias.
-        let mut by_id = IndexEvidence::new(vec![0, 1], Some(0));
+        let mut by_id = IndexEvidence::new(vec![0, 1], Some(0), true);
         assert!(by_id.add(&[Value::Int(5), Value::Text(b"x".to_vec()), Value::Int(5)]));
         assert!(by_id.admits(5, &row(b"x", Value::Null)));
         assert!(!by_id.add(&[Value::Text(b"no rowid".to_vec())]));
+        // A partial (or partly read) index: only a conflicting entry counts.
+        let mut partial = IndexEvidence::new(vec![1], Some(0), false);
+        assert!(partial.add(&[Value::Text(b"a".to_vec()), Value::Int(7)]));
+        assert!(
+            partial.admits(8, &row(b"z", Value::Null)),
+            "no entry: no evidence"
+        );
+        assert!(
+            !partial.admits(7, &row(b"z", Value::Null)),
+            "rowid 7 has another value"
+        );
     }
 }
