@@ -431,6 +431,7 @@ fn twin_tables_are_told_apart_only_by_the_pointer_map() {
             assert_eq!(lost, 4000, "{summary}");
             let candidates = one(&o, "SELECT DISTINCT candidates FROM lost_and_found");
             assert_eq!(candidates, "left_t, right_t");
+            assert_ne!(info(&o, "orphan_pages_not_attributed"), "0");
         }
     }
 }

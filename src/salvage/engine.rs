@@ -214,7 +214,7 @@ fn build(
     // page a table still uses.
     let freelist_complete = read_freelist(&mut pages, &h, usable);
     // 3. Pages no walk reached.
-    let orphan_pages = place_orphans(
+    let (orphan_pages, unplaced_pages) = place_orphans(
         &mut pages,
         &mut objs,
         &mut writer,
@@ -250,7 +250,7 @@ fn build(
         &chosen.source,
         &schema_walk,
         &late_notes,
-        orphan_pages,
+        (orphan_pages, unplaced_pages),
         freelist_complete,
         lost_rows,
         pages.io_errors,
@@ -918,7 +918,8 @@ fn insert_sql(obj: &Obj, n: usize) -> String {
 }
 
 /// Finds the pages no walk reached, groups them into subtrees, and places
-/// each group by the attribution rule. Returns the number of orphan pages.
+/// each group by the attribution rule. Returns the number of pages in
+/// orphan groups, and of those in groups no table was given.
 #[allow(clippy::too_many_arguments)]
 fn place_orphans(
     pages: &mut Pages,
@@ -928,7 +929,7 @@ fn place_orphans(
     usable: u32,
     limit: u32,
     freelist_complete: bool,
-) -> Result<u64, String> {
+) -> Result<(u64, u64), String> {
     // One pass in file order: which unclaimed pages are B-tree pages.
     let mut orphans: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut order = Vec::new();
@@ -1074,6 +1075,7 @@ fn place_orphans(
         }
     }
     // Second pass: the rows, to where the verdict sends them.
+    let mut unplaced = 0u64;
     for p in pending {
         let verdict = p
             .verdict
@@ -1081,7 +1083,7 @@ fn place_orphans(
         let (g, top, rowid) = (p.g, p.top, p.group.rowid);
         let mut failure = None;
         match verdict {
-            Verdict::Drop(_) => {}
+            Verdict::Drop(_) => unplaced += p.walked.claimed.len() as u64,
             Verdict::Table(id) => {
                 let obj = &mut objs[(id - 1) as usize];
                 obj.stats.pages_from_orphans += p.walked.pages_read;
@@ -1089,6 +1091,7 @@ fn place_orphans(
                 pages.reassign(&p.walked.claimed, Owner::Group(g), Owner::Tree(id));
             }
             Verdict::LostAndFound { candidates, reason } => {
+                unplaced += p.walked.claimed.len() as u64;
                 let names: Vec<&str> = candidates
                     .iter()
                     .map(|id| objs[(*id - 1) as usize].entry.name.as_str())
@@ -1114,7 +1117,7 @@ fn place_orphans(
             return Err(e);
         }
     }
-    Ok(count)
+    Ok((count, unplaced))
 }
 
 /// An orphan group between the two passes.
@@ -1206,7 +1209,7 @@ fn write_report(
     source: &Source,
     schema_walk: &walk::Walked,
     late_notes: &[String],
-    orphan_pages: u64,
+    (orphan_pages, unplaced_pages): (u64, u64),
     freelist_complete: bool,
     lost_and_found: u64,
     io_errors: u64,
@@ -1286,6 +1289,10 @@ fn write_report(
         ("rows_lost", Value::Int(total.rows_lost as i64)),
         ("pages_unreadable", Value::Int(unreadable as i64)),
         ("orphan_pages", Value::Int(orphan_pages as i64)),
+        (
+            "orphan_pages_not_attributed",
+            Value::Int(unplaced_pages as i64),
+        ),
         ("freelist_complete", Value::Int(freelist_complete as i64)),
         ("read_errors", Value::Int(io_errors as i64)),
         ("wal_frames_read", Value::Int(wal_frames as i64)),
