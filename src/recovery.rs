@@ -9,9 +9,9 @@
 //! rule; this module is its implementation.
 
 use crate::dbfile::{self, DbHeader, PageRole, PageShape};
-use crate::format::{crc32c, Fingerprint, WalSession};
-use crate::identity::{FileIdentity, Sameness};
-use crate::store::Generation;
+use crate::dwr::format::{crc32c, Fingerprint, WalSession};
+use crate::dwr::identity::{FileIdentity, Sameness};
+use crate::dwr::store::Generation;
 use std::collections::HashMap;
 
 /// A schema B-tree page that differs from its copy in no more than this many
@@ -157,7 +157,7 @@ fn same_state(a: &Generation, b: &Generation) -> bool {
             ..*fb
         }
         && a.pages.iter().all(|(pgno, image)| match b.page(*pgno) {
-            Some(other) if *pgno == 1 => crate::format::page1_same_state(image, other),
+            Some(other) if *pgno == 1 => crate::dwr::format::page1_same_state(image, other),
             Some(other) => other == image.as_slice(),
             None => false,
         })
@@ -624,7 +624,7 @@ pub fn page_crc(page: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    use crate::format::{Header, FIRST_DATA_OFFSET, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD};
+    use crate::dwr::format::{Header, FIRST_DATA_OFFSET, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD};
 
     const PS: u32 = 512;
 
@@ -653,7 +653,7 @@ mod tests {
         FileIdentity {
             dev: 1,
             ino: 2,
-            evidence: crate::identity::HAS_HANDLE,
+            evidence: crate::dwr::identity::HAS_HANDLE,
             handle: 77,
             birth_ns: 0,
         }
@@ -678,7 +678,7 @@ mod tests {
     ) -> Generation {
         let counter = u32::from_be_bytes(p1[24..28].try_into().unwrap());
         let cookie = u32::from_be_bytes(p1[40..44].try_into().unwrap());
-        let mut witnesses = crate::format::Witnesses::default();
+        let mut witnesses = crate::dwr::format::Witnesses::default();
         witnesses.push(2, page_crc(&data_page(data)));
         Generation {
             header: Header {
@@ -1166,7 +1166,7 @@ mod tests {
         );
         // The blank witness is the only one: nothing is left.
         let mut only = g.clone();
-        let mut w = crate::format::Witnesses::default();
+        let mut w = crate::dwr::format::Witnesses::default();
         w.push(2, page_crc(&data_page(0)));
         only.header.fingerprint.witnesses = w;
         let p = plan(&[only], &mut disk);
@@ -1230,7 +1230,7 @@ mod tests {
         // The trunk was a witness too: one loss, and the other witness holds.
         let (mut g, mut disk) = with_freelist();
         let trunk_crc = page_crc(&disk.more[&3]);
-        let mut w = crate::format::Witnesses::default();
+        let mut w = crate::dwr::format::Witnesses::default();
         w.push(3, trunk_crc);
         w.push(2, page_crc(&data_page(0)));
         g.header.fingerprint.witnesses = w;
@@ -1240,7 +1240,7 @@ mod tests {
             Some(3)
         );
         // The trunk was the only witness: nothing is left.
-        let mut w = crate::format::Witnesses::default();
+        let mut w = crate::dwr::format::Witnesses::default();
         w.push(3, trunk_crc);
         g.header.fingerprint.witnesses = w;
         let p = plan(&[g], &mut disk);

@@ -13,7 +13,7 @@
 //!   file someone else planted there, is refused with an error that says
 //!   which.
 //!
-//! The `-dwr` itself is opened through the base VFS (see `vfs.rs`), whose
+//! The `-dwr` itself is opened through the base VFS (see `ffi/vfs.rs`), whose
 //! journal-type open does the same for mode and owner; it uses
 //! [`check_kind`] for the same refusals.
 

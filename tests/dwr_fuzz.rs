@@ -9,8 +9,8 @@
 //! `METADWR_FUZZ_ITERATIONS` sets the number of mutated files (default
 //! 3000, a few seconds); `make fuzz` runs a long campaign.
 
-use metadwr::format::Fingerprint;
-use metadwr::store::{Snapshot, Store, SyncPolicy};
+use metadwr::dwr::format::Fingerprint;
+use metadwr::dwr::store::{Snapshot, Store, SyncPolicy};
 use std::collections::HashMap;
 use std::path::PathBuf;
 

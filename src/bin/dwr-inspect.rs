@@ -2,7 +2,7 @@
 //! slot, each valid generation with its fingerprint and pages, and why any
 //! header slot was refused. Read-only.
 
-use metadwr::store::{Store, SyncPolicy};
+use metadwr::dwr::store::{Store, SyncPolicy};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -46,10 +46,10 @@ fn main() -> ExitCode {
         );
         let id = &fp.identity;
         let mut evidence = Vec::new();
-        if id.evidence & metadwr::identity::HAS_HANDLE != 0 {
+        if id.evidence & metadwr::dwr::identity::HAS_HANDLE != 0 {
             evidence.push(format!("file handle {:#018x}", id.handle));
         }
-        if id.evidence & metadwr::identity::HAS_BIRTH != 0 {
+        if id.evidence & metadwr::dwr::identity::HAS_BIRTH != 0 {
             evidence.push(format!("born {} ns", id.birth_ns));
         }
         if evidence.is_empty() {

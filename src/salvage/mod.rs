@@ -1,7 +1,7 @@
 //! Salvage: every readable row of a damaged database, back into its
 //! original table, in a new database.
 //!
-//! The heal (`recovery.rs`, `monitor/heal.rs`) restores page 1 and the
+//! The heal (`recovery.rs`, `protect/heal.rs`) restores page 1 and the
 //! schema exactly, or refuses. The salvage is for what the heal cannot
 //! fix: damaged table, index and overflow pages. It never writes to the
 //! damaged file. It takes the best schema it can prove (see

@@ -17,8 +17,8 @@ use super::record::{self, Value};
 use super::wal::WithWal;
 use super::walk;
 use crate::dbfile::DbHeader;
+use crate::dwr::store::Generation;
 use crate::recovery::{self, DiskPages, Plan};
-use crate::store::Generation;
 
 /// One row of `sqlite_schema`.
 #[derive(Debug, Clone, PartialEq)]

@@ -145,7 +145,7 @@ impl crate::recovery::DiskPages for WithWal<'_> {
         self.disk.file_size()
     }
 
-    fn identity(&mut self) -> io::Result<crate::identity::FileIdentity> {
+    fn identity(&mut self) -> io::Result<crate::dwr::identity::FileIdentity> {
         self.disk.identity()
     }
 
@@ -165,7 +165,7 @@ impl crate::recovery::DiskPages for WithWal<'_> {
         self.disk.wal_has_frames()
     }
 
-    fn wal_session(&mut self) -> Option<crate::format::WalSession> {
+    fn wal_session(&mut self) -> Option<crate::dwr::format::WalSession> {
         self.disk.wal_session()
     }
 }

@@ -9,15 +9,17 @@
 //! plus a pointer to an [`OpenDb`] that owns the real `unix` file (in its own
 //! heap block) and the [`Monitor`] holding the protection logic. Keeping the
 //! real file out of line keeps `ShimFile` smaller than a `unix` file, which
-//! lets `lib.rs` re-open an already open `unix` database through this VFS in
-//! place.
+//! lets `adopt.rs` re-open an already open `unix` database through this VFS
+//! in place.
 //!
-//! This is the only module besides `sql.rs` and `lib.rs` with `unsafe`
-//! code. Every callback catches panics: nothing unwinds into SQLite.
+//! The `unsafe` code that calls SQLite lives under `ffi/`, and in the
+//! salvage's output, which writes a new database through SQLite's API;
+//! `dwr/identity.rs` and `sidecar.rs` make system calls. Every callback
+//! catches panics: nothing unwinds into SQLite.
 
-use crate::dwrfile::{DwrFile, DwrOpener, OpenMode};
-use crate::monitor::{DbIo, Monitor, Rc};
-use crate::store::SyncPolicy;
+use crate::dwr::file::{DwrFile, DwrOpener, OpenMode};
+use crate::dwr::store::SyncPolicy;
+use crate::protect::{DbIo, Monitor, Rc};
 use libsqlite3_sys as ffi;
 use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -666,21 +668,6 @@ unsafe extern "C" fn shim_check_reserved_lock(
     })
 }
 
-/// Copies `s` into memory from sqlite3_malloc, which SQLite frees.
-pub(crate) fn sqlite_string(s: &str) -> *mut c_char {
-    let bytes = s.replace('\0', " ");
-    // SAFETY: the API table is installed; the buffer is len+1 bytes and
-    // fully written before use.
-    unsafe {
-        let p = ffi::sqlite3_malloc(bytes.len() as c_int + 1) as *mut u8;
-        if !p.is_null() {
-            ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
-            *p.add(bytes.len()) = 0;
-        }
-        p.cast()
-    }
-}
-
 unsafe extern "C" fn shim_file_control(
     file: *mut ffi::sqlite3_file,
     op: c_int,
@@ -702,16 +689,22 @@ unsafe extern "C" fn shim_file_control(
                     )
                 };
                 let mut io = db.io();
-                match crate::sql::pragma(&mut db.monitor, &mut io, &name, value.as_deref()) {
+                match crate::protect::pragma::pragma(
+                    &mut db.monitor,
+                    &mut io,
+                    &name,
+                    value.as_deref(),
+                    &mut log_warning,
+                ) {
                     None => real_call!(db.real(), xFileControl, op, arg),
                     Some(Ok(answer)) => {
                         // SAFETY: args[0] is SQLite's result slot.
-                        unsafe { *args = sqlite_string(&answer) };
+                        unsafe { *args = super::sqlite_string(&answer) };
                         ffi::SQLITE_OK
                     }
                     Some(Err(message)) => {
                         // SAFETY: as above; SQLite reports it as the error.
-                        unsafe { *args = sqlite_string(&message) };
+                        unsafe { *args = super::sqlite_string(&message) };
                         ffi::SQLITE_ERROR
                     }
                 }
@@ -753,7 +746,7 @@ unsafe extern "C" fn shim_file_control(
                             CStr::from_ptr(*slot).to_string_lossy().into_owned()
                         };
                         ffi::sqlite3_free((*slot).cast());
-                        *slot = sqlite_string(&format!("metadwr/{inner}"));
+                        *slot = super::sqlite_string(&format!("metadwr/{inner}"));
                     }
                 }
                 rc

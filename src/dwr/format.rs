@@ -22,7 +22,7 @@
 //!
 //! Every integer is big-endian, like SQLite's own file format.
 
-use crate::identity::{self, FileIdentity};
+use crate::dwr::identity::{self, FileIdentity};
 
 /// The first eight bytes of every header slot.
 pub const MAGIC: &[u8; 8] = b"MetaDWR\0";

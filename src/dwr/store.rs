@@ -11,8 +11,8 @@
 //! re-reads the two header slots and reloads the mirror if another
 //! connection wrote a newer generation.
 
-use crate::dwrfile::{DwrFile, DwrOpener, OpenMode, StdOpener};
-use crate::format::{
+use crate::dwr::file::{DwrFile, DwrOpener, OpenMode, StdOpener};
+use crate::dwr::format::{
     self, header_offset, slot_offset, slot_size, DecodeError, Digest, Fingerprint, Header, Trailer,
     FIRST_DATA_OFFSET, FLAG_WAL_AHEAD, HEADER_SIZE, HEADER_STRIDE, SLOT_TRAILER_SIZE,
 };
@@ -1117,7 +1117,7 @@ pub use format::valid_page_size;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::FLAG_PENDING;
+    use crate::dwr::format::FLAG_PENDING;
 
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("metadwr-store-{}-{name}", std::process::id()));

@@ -13,7 +13,7 @@
 //! method table that forwards every call unchanged and answers the metadwr
 //! pragmas with an error that says how to reopen the database.
 
-use crate::vfs;
+use super::vfs;
 use libsqlite3_sys as ffi;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -267,7 +267,7 @@ unsafe extern "C" fn sh_file_control(
                     .to_string_lossy()
                     .to_ascii_lowercase();
                 if name.starts_with("meta_double_write") || name == "meta_recover" {
-                    *args = vfs::sqlite_string(&format!("{name}: {REOPEN_HINT}"));
+                    *args = super::sqlite_string(&format!("{name}: {REOPEN_HINT}"));
                     return ffi::SQLITE_ERROR;
                 }
             }

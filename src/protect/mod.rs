@@ -14,13 +14,13 @@
 //! SQLite.
 
 use crate::dbfile::{self, DbHeader};
-use crate::dwrfile::{DwrOpener, OpenMode};
-use crate::format::{
+use crate::dwr::file::{DwrOpener, OpenMode};
+use crate::dwr::format::{
     self, Fingerprint, WalSession, Witnesses, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD,
 };
-use crate::identity::FileIdentity;
+use crate::dwr::identity::FileIdentity;
+use crate::dwr::store::{PageFilterSet, Snapshot, Store, SyncPolicy};
 use crate::recovery::{self, DiskPages, Plan};
-use crate::store::{PageFilterSet, Snapshot, Store, SyncPolicy};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,6 +68,8 @@ enum Protection {
 pub type Warn<'a> = &'a mut dyn FnMut(&str);
 
 mod heal;
+pub mod pragma;
+pub mod quarantine;
 
 /// Per-file state.
 pub struct Monitor {
@@ -435,7 +437,7 @@ impl Monitor {
         }
     }
 
-    pub fn stats(&self) -> Option<crate::store::Stats> {
+    pub fn stats(&self) -> Option<crate::dwr::store::Stats> {
         match &self.protection {
             Protection::On(s) => Some(s.stats()),
             _ => None,
@@ -507,7 +509,7 @@ impl Monitor {
                 if p != pgno {
                     kept.push(p, crc);
                 } else if worthy {
-                    kept.push(p, crate::format::crc32c(data));
+                    kept.push(p, crate::dwr::format::crc32c(data));
                 }
             }
             self.witness_candidates = kept;
@@ -515,7 +517,7 @@ impl Monitor {
             self.witness_looks += 1;
             if format::witness_worthy(data) {
                 self.witness_candidates
-                    .push(pgno, crate::format::crc32c(data));
+                    .push(pgno, crate::dwr::format::crc32c(data));
             }
         }
     }
@@ -1128,7 +1130,7 @@ impl Monitor {
         for &pgno in &pages {
             damaged.push((pgno, disk.read_page(pgno, ps).map_err(|e| e.to_string())?));
         }
-        crate::quarantine::append(&self.db_path, ps, &damaged)
+        quarantine::append(&self.db_path, ps, &damaged)
             .map_err(|e| format!("cannot write the quarantine file: {e}"))?;
         for (pgno, bad) in &damaged {
             let good = g.page(*pgno).unwrap();
@@ -1221,7 +1223,7 @@ pub fn dwr_path_for(db: &Path) -> PathBuf {
 
 /// `<db>-dwr-quarantine`: damaged page images, kept before each restore.
 pub fn quarantine_path_for(db: &Path) -> PathBuf {
-    crate::quarantine::path_for(db)
+    quarantine::path_for(db)
 }
 
 /// Why the file at `path` is not a SQLite database, if it is not one: it

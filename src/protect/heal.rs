@@ -25,8 +25,8 @@
 
 use super::{Disk, Monitor, Protection, Warn, LOCK_EXCLUSIVE, LOCK_SHARED};
 use crate::dbfile::{self, DbHeader};
-use crate::format::crc32c;
-use crate::monitor::DbIo;
+use crate::dwr::format::crc32c;
+use crate::protect::DbIo;
 use crate::recovery::{self, Plan};
 use std::collections::HashSet;
 
@@ -373,7 +373,7 @@ impl Monitor {
             Protection::Off { .. } => false,
         };
         if still_pending {
-            self.update_flags(false, 0, crate::format::FLAG_PENDING, warn);
+            self.update_flags(false, 0, crate::dwr::format::FLAG_PENDING, warn);
         }
         self.let_writers_in(io);
     }
@@ -586,7 +586,7 @@ impl Monitor {
             .is_none_or(|h| h.fingerprint.identity.is_same_file(&self.identity))
     }
 
-    fn store_ref(&self) -> Option<&crate::store::Store> {
+    fn store_ref(&self) -> Option<&crate::dwr::store::Store> {
         match &self.protection {
             Protection::On(s) => Some(s),
             Protection::Off { .. } => None,
@@ -603,7 +603,7 @@ impl Monitor {
 
     /// Loads the copy into memory the first time a read needs it (once per
     /// connection), and learns the page size and protected pages from it.
-    fn ensure_mirror(&mut self) -> Option<&crate::store::Store> {
+    fn ensure_mirror(&mut self) -> Option<&crate::dwr::store::Store> {
         let Protection::On(store) = &mut self.protection else {
             return None;
         };
