@@ -216,44 +216,27 @@ fn run(s: Scenario) {
     }
 }
 
-#[test]
-fn refuses_without_a_dwr() {
-    run(Scenario::NoDwr);
+/// One test per scenario, so that each refusal is reported by name.
+macro_rules! refusal_tests {
+    ($($name:ident => $scenario:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                run(Scenario::$scenario);
+            }
+        )*
+    };
 }
 
-#[test]
-fn refuses_an_empty_dwr() {
-    run(Scenario::DwrEmpty);
-}
-
-#[test]
-fn refuses_a_random_dwr() {
-    run(Scenario::DwrRandom);
-}
-
-#[test]
-fn refuses_after_a_foreign_writer_added_a_table() {
-    run(Scenario::ForeignTableFileGrew);
-}
-
-#[test]
-fn refuses_after_a_foreign_writer_added_a_table_from_the_freelist() {
-    run(Scenario::ForeignTableFromFreelistOneGeneration);
-}
-
-#[test]
-fn refuses_after_a_foreign_writer_added_a_table_from_the_freelist_older_generation_too() {
-    run(Scenario::ForeignTableFromFreelist);
-}
-
-#[test]
-fn refuses_after_a_foreign_writer_added_a_view_and_the_header_was_destroyed() {
-    run(Scenario::ForeignViewHeaderDamaged);
-}
-
-#[test]
-fn refuses_a_replaced_file() {
-    run(Scenario::FileReplaced);
+refusal_tests! {
+    refuses_without_a_dwr => NoDwr,
+    refuses_an_empty_dwr => DwrEmpty,
+    refuses_a_random_dwr => DwrRandom,
+    refuses_after_a_foreign_writer_added_a_table => ForeignTableFileGrew,
+    refuses_after_a_foreign_writer_added_a_table_from_the_freelist => ForeignTableFromFreelistOneGeneration,
+    refuses_after_a_foreign_writer_added_a_table_from_the_freelist_older_generation_too => ForeignTableFromFreelist,
+    refuses_after_a_foreign_writer_added_a_view_and_the_header_was_destroyed => ForeignViewHeaderDamaged,
+    refuses_a_replaced_file => FileReplaced,
 }
 
 /// The same scenarios, with `PRAGMA meta_recover` on a connection opened
