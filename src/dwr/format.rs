@@ -22,6 +22,7 @@
 //!
 //! Every integer is big-endian, like SQLite's own file format.
 
+use crate::dwr::fnv::Fnv64;
 use crate::dwr::identity::{self, FileIdentity};
 
 /// The first eight bytes of every header slot.
@@ -552,29 +553,6 @@ impl Trailer {
             ));
         }
         Ok(t)
-    }
-}
-
-/// FNV-1a 64 (offset basis 0xcbf29ce484222325, prime 0x100000001b3).
-#[derive(Debug, Clone, Copy)]
-pub struct Fnv64(u64);
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv64 {
-    pub fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= b as u64;
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    pub fn finish(self) -> u64 {
-        self.0
     }
 }
 

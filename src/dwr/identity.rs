@@ -139,7 +139,7 @@ fn handle_digest(path: &Path) -> Option<u64> {
     if rc != 0 || len == 0 || len > MAX_HANDLE_BYTES {
         return None;
     }
-    let mut digest = crate::dwr::format::Fnv64::default();
+    let mut digest = crate::dwr::fnv::Fnv64::default();
     digest.write(&handle.handle_type.to_be_bytes());
     digest.write(&handle.bytes[..len]);
     Some(digest.finish())
