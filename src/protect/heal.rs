@@ -23,7 +23,7 @@
 //! plain SQLite would, and the verdict is remembered so the slow path does
 //! not run again for the same bytes.
 
-use super::{Disk, Monitor, Protection, Warn, LOCK_EXCLUSIVE, LOCK_SHARED};
+use super::{Disk, LockLevel, Monitor, Protection, Warn};
 use crate::dbfile::{self, DbHeader};
 use crate::dwr::format::crc32c;
 use crate::protect::DbIo;
@@ -329,7 +329,7 @@ impl Monitor {
         } else if page1.get(18) == Some(&2) && super::wal_exists(&self.db_path) {
             false
         } else {
-            self.lock_level == LOCK_SHARED && io.lock(super::LOCK_RESERVED).is_ok()
+            self.lock_level == LockLevel::Shared && io.lock(LockLevel::Reserved).is_ok()
         }
     }
 
@@ -337,7 +337,7 @@ impl Monitor {
         if self.shm_mapped {
             let _ = io.checkpoint_lock(false);
         } else {
-            let _ = io.unlock(LOCK_SHARED);
+            let _ = io.unlock(LockLevel::Shared);
         }
     }
 
@@ -671,7 +671,7 @@ impl Monitor {
                 return false;
             }
         }
-        if self.lock_level == super::LOCK_NONE || (!self.shm_mapped && self.copy_is_wal_mode()) {
+        if self.lock_level == LockLevel::None || (!self.shm_mapped && self.copy_is_wal_mode()) {
             // No lock keeps writers out of these bytes (the header SQLite
             // reads at open, or page 1 of a WAL database before its WAL is
             // open): a read that raced a write can be torn. Damage reads
@@ -759,9 +759,9 @@ impl Monitor {
             return;
         }
         let held = self.lock_level;
-        if held == LOCK_EXCLUSIVE {
+        if held == LockLevel::Exclusive {
             self.repair_if_pending(io, warn);
-        } else if held <= LOCK_SHARED && super::escalate(io, held).is_ok() {
+        } else if held <= LockLevel::Shared && super::escalate(io, held).is_ok() {
             self.repair_if_pending(io, warn);
             let _ = io.unlock(held);
         }
@@ -800,7 +800,7 @@ impl Monitor {
 
     /// The WAL checkpoint lock was taken: the checkpointer is the only
     /// writer of the database file, so a pending repair can run.
-    pub fn checkpoint_started(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    pub(super) fn checkpoint_started(&mut self, io: &mut dyn DbIo, warn: Warn) {
         self.repair_if_pending(io, warn);
     }
 }

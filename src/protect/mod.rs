@@ -25,16 +25,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// SQLite lock levels, as passed to xLock/xUnlock.
-pub const LOCK_NONE: i32 = 0;
-pub const LOCK_SHARED: i32 = 1;
-pub const LOCK_RESERVED: i32 = 2;
-pub const LOCK_EXCLUSIVE: i32 = 4;
-
-/// An SQLite result code from the underlying file.
-pub type Rc = i32;
-pub const SQLITE_OK: Rc = 0;
-pub const SQLITE_BUSY: Rc = 5;
+use wal_locks::wal_index;
+pub use wal_locks::{LockLevel, Rc, ShmLock};
 
 /// The underlying database file, as the monitor needs it.
 pub trait DbIo {
@@ -43,14 +35,20 @@ pub trait DbIo {
     fn write(&mut self, buf: &[u8], offset: u64) -> Result<(), Rc>;
     fn size(&mut self) -> Result<u64, Rc>;
     fn sync(&mut self) -> Result<(), Rc>;
-    fn lock(&mut self, level: i32) -> Result<(), Rc>;
-    fn unlock(&mut self, level: i32) -> Result<(), Rc>;
+    fn lock(&mut self, level: LockLevel) -> Result<(), Rc>;
+    fn unlock(&mut self, level: LockLevel) -> Result<(), Rc>;
     /// Takes (or releases) the WAL checkpoint lock, without waiting.
     fn checkpoint_lock(&mut self, take: bool) -> Result<(), Rc>;
-    /// In WAL mode, whether every frame of the WAL is in the database
-    /// file (`nBackfill` ≥ `mxFrame` in the WAL index); `None` without a
-    /// mapped WAL index.
-    fn wal_backfill_complete(&mut self) -> Option<bool> {
+    /// In WAL mode, the native-order 32-bit field at byte `at` (a multiple
+    /// of 4, below [`wal_locks::wal_index::HEADERS`] + 4) of region 0 of the
+    /// WAL index; `None` without a mapped WAL index. See
+    /// [`wal_locks::wal_index`] for what the fields mean.
+    fn wal_index_u32(&mut self, _at: usize) -> Option<u32> {
+        None
+    }
+    /// The two copies of the WAL-index header; `None` without a mapped WAL
+    /// index.
+    fn wal_index_headers(&mut self) -> Option<[u8; wal_locks::wal_index::HEADERS]> {
         None
     }
 }
@@ -70,6 +68,7 @@ pub type Warn<'a> = &'a mut dyn FnMut(&str);
 mod heal;
 pub mod pragma;
 pub mod quarantine;
+pub mod wal_locks;
 
 /// Per-file state.
 pub struct Monitor {
@@ -113,7 +112,7 @@ pub struct Monitor {
     /// Page 1 was written at all (used to notice a `-dwr` another
     /// connection created while this one was unprotected).
     page1_written: bool,
-    lock_level: i32,
+    lock_level: LockLevel,
     /// This connection holds the WAL checkpoint lock: the database file is
     /// being written by a checkpoint.
     checkpointing: bool,
@@ -173,7 +172,7 @@ impl Monitor {
             witness_looks: 0,
             data_written: WrittenFilter::default(),
             page1_written: false,
-            lock_level: LOCK_NONE,
+            lock_level: LockLevel::None,
             checkpointing: false,
             shm_mapped: false,
             tentative: false,
@@ -228,7 +227,7 @@ impl Monitor {
         matches!(self.protection, Protection::On(_))
     }
 
-    pub fn lock_level(&self) -> i32 {
+    pub fn lock_level(&self) -> LockLevel {
         self.lock_level
     }
 
@@ -255,7 +254,7 @@ impl Monitor {
     ) -> Rc {
         if self.checkpointing {
             let rc = sync_db();
-            if rc == SQLITE_OK {
+            if rc.is_ok() {
                 if self.is_protected() {
                     // The file is one committed state again. An earlier
                     // partial checkpoint, of this connection or another, may
@@ -272,7 +271,11 @@ impl Monitor {
             }
             return rc;
         }
-        if self.readonly || !self.is_protected() || !self.dirty || self.lock_level < LOCK_RESERVED {
+        if self.readonly
+            || !self.is_protected()
+            || !self.dirty
+            || self.lock_level < LockLevel::Reserved
+        {
             return sync_db();
         }
         self.page1_written = false;
@@ -311,7 +314,7 @@ impl Monitor {
         if let Err(why) = synced {
             self.fail(&why, warn);
         }
-        if rc != SQLITE_OK {
+        if !rc.is_ok() {
             // The commit fails and SQLite rolls it back (or leaves a hot
             // journal); the pending copy must not be confirmed.
             self.tentative = false;
@@ -319,12 +322,47 @@ impl Monitor {
         rc
     }
 
-    pub fn set_checkpointing(&mut self, on: bool) {
-        self.checkpointing = on;
-    }
-
+    /// The WAL index is mapped through this file (or unmapped).
     pub fn set_shm_mapped(&mut self, on: bool) {
         self.shm_mapped = on;
+    }
+
+    /// Before an `xShmLock` call is handed on: a WAL write transaction, a
+    /// checkpoint, or both, may be ending.
+    pub fn before_shm_lock(&mut self, io: &mut dyn DbIo, lock: ShmLock, warn: Warn) {
+        if lock.releases_write_lock() {
+            match wal_index::max_frame(io) {
+                Some(0) => self.wal_emptied(warn),
+                Some(_) => self.wal_write_ending(warn),
+                None => {}
+            }
+        }
+        if lock.releases_checkpoint_lock() {
+            self.commit_boundary(io, warn);
+            self.checkpointing = false;
+        }
+    }
+
+    /// After an `xShmLock` call succeeded: a WAL read or write transaction,
+    /// or a checkpoint, may be starting.
+    pub fn shm_locked(&mut self, io: &mut dyn DbIo, lock: ShmLock, warn: Warn) {
+        if lock.takes_read_mark() {
+            self.wal_read_starting();
+        }
+        // Only a write that will put the first frames into an empty WAL
+        // can find the copy without WAL_AHEAD: whoever wrote the frames
+        // already there set it, and it is cleared only while the WAL is
+        // empty. So a write into a WAL with frames costs nothing here.
+        if lock.takes_write_lock()
+            && wal_index::max_frame(io).is_none_or(|n| n == 0)
+            && wal_index::initialised(io)
+        {
+            self.wal_write_starting(warn);
+        }
+        if lock.takes_checkpoint_lock() {
+            self.checkpointing = true;
+            self.checkpoint_started(io, warn);
+        }
     }
 
     /// A WAL read transaction starts (a read-mark lock is taken). In WAL
@@ -332,24 +370,24 @@ impl Monitor {
     /// between transactions, so this, not the unlock, is where what the
     /// last transaction read stops vouching for the copy.
     #[inline]
-    pub fn wal_read_starting(&mut self) {
+    fn wal_read_starting(&mut self) {
         self.read.forget_trust();
     }
 
     /// Records the lock level after a successful xLock. Returns the level
     /// before when the step needs [`Self::exclusive_taken`].
     #[inline(always)]
-    pub fn lock_taken(&mut self, level: i32) -> Option<i32> {
+    pub fn lock_taken(&mut self, level: LockLevel) -> Option<LockLevel> {
         let previous = self.lock_level;
         self.lock_level = level;
-        (level == LOCK_EXCLUSIVE && previous < LOCK_EXCLUSIVE).then_some(previous)
+        (level == LockLevel::Exclusive && previous < LockLevel::Exclusive).then_some(previous)
     }
 
     /// EXCLUSIVE was just taken. A pending repair runs when SQLite's own
     /// write path takes it (from RESERVED: never on the way into a
     /// hot-journal rollback).
-    pub fn exclusive_taken(&mut self, io: &mut dyn DbIo, previous: i32, warn: Warn) {
-        if previous == LOCK_RESERVED {
+    pub fn exclusive_taken(&mut self, io: &mut dyn DbIo, previous: LockLevel, warn: Warn) {
+        if previous == LockLevel::Reserved {
             self.repair_if_pending(io, warn);
         }
         if (!self.shm_mapped || self.exclusive_locking) && self.copy_is_wal_mode() {
@@ -363,25 +401,44 @@ impl Monitor {
     /// Records the lock level after a successful xUnlock (to SHARED or
     /// NONE).
     #[inline(always)]
-    pub fn lock_released(&mut self, level: i32) {
+    pub fn lock_released(&mut self, level: LockLevel) {
         self.lock_level = level;
-        if level == LOCK_NONE {
+        if level == LockLevel::None {
             self.read.forget_trust();
         }
     }
 
-    /// Whether an xUnlock to `level` needs [`Self::commit_boundary`] or
-    /// [`Self::unlocking_fully`] first (bring the copy up to date before
-    /// other connections get in; retire `WAL_AHEAD` at the last unlock).
-    /// The early-outs of both, combined and inlined: usually there is
-    /// nothing to do.
+    /// Whether an xUnlock to `level` needs [`Self::unlocking`] first (bring
+    /// the copy up to date before other connections get in; retire
+    /// `WAL_AHEAD` at the last unlock). The early-outs of both, combined and
+    /// inlined: usually there is nothing to do.
     #[inline(always)]
-    pub fn before_unlock(&mut self, level: i32) -> bool {
+    pub fn before_unlock(&mut self, level: LockLevel) -> bool {
         level < self.lock_level
             && (self.dirty
                 || self.tentative
                 || self.page1_written
-                || (level == LOCK_NONE && self.lock_level == LOCK_EXCLUSIVE && !self.readonly))
+                || (level == LockLevel::None
+                    && self.lock_level == LockLevel::Exclusive
+                    && !self.readonly))
+    }
+
+    /// The database file is about to be unlocked to `level`, and
+    /// [`Self::before_unlock`] said there is work: the copy must be current
+    /// before other writers can get in.
+    #[inline(never)]
+    pub fn unlocking(&mut self, io: &mut dyn DbIo, level: LockLevel, warn: Warn) {
+        self.commit_boundary(io, warn);
+        if level == LockLevel::None {
+            self.unlocking_fully(io, warn);
+        }
+    }
+
+    /// `SQLITE_FCNTL_COMMIT_PHASETWO`, sent after every commit, before the
+    /// unlock: a commit boundary. With locking_mode=EXCLUSIVE and
+    /// synchronous=OFF it is the only commit boundary there is.
+    pub fn commit_phase_two(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        self.commit_boundary(io, warn);
     }
 
     /// `PRAGMA locking_mode` was set to `mode` on this connection.
@@ -546,7 +603,7 @@ impl Monitor {
 
     /// A commit boundary: brings the copy up to date if anything protected
     /// changed. Never fails; problems turn protection off.
-    pub fn commit_boundary(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    fn commit_boundary(&mut self, io: &mut dyn DbIo, warn: Warn) {
         // The end of every read transaction comes here: leave at once when
         // there is nothing to write, confirm or adopt.
         if !self.dirty && !self.tentative && !self.page1_written {
@@ -625,7 +682,7 @@ impl Monitor {
     /// can reach the disk, the copy must say that the WAL may hold commits
     /// it does not, or a checkpoint by a program without metadwr after a
     /// crash would leave a copy behind the file with nothing to show it.
-    pub fn wal_write_starting(&mut self, warn: Warn) {
+    fn wal_write_starting(&mut self, warn: Warn) {
         if self.readonly || !self.is_protected() {
             return;
         }
@@ -651,7 +708,7 @@ impl Monitor {
     /// not which session of the WAL continues it (the WAL was empty or gone
     /// when the copy was taken), record the session this writer's frames
     /// went into: nobody could restart the WAL while the lock was held.
-    pub fn wal_write_ending(&mut self, warn: Warn) {
+    fn wal_write_ending(&mut self, warn: Warn) {
         if self.readonly {
             return;
         }
@@ -688,7 +745,7 @@ impl Monitor {
     /// saying the log is empty (a RESTART or TRUNCATE checkpoint, which
     /// holds that lock, copied every frame into the file): no commit is
     /// left that the copy lacks, and the lock keeps writers out meanwhile.
-    pub fn wal_emptied(&mut self, warn: Warn) {
+    fn wal_emptied(&mut self, warn: Warn) {
         if self.readonly {
             return;
         }
@@ -705,8 +762,8 @@ impl Monitor {
     /// WAL in full and deleted (or emptied) it, still under the exclusive
     /// lock: no frame is left anywhere, so the copy no longer needs
     /// `WAL_AHEAD`.
-    pub fn unlocking_fully(&mut self, io: &mut dyn DbIo, warn: Warn) {
-        if self.lock_level == LOCK_EXCLUSIVE && !self.readonly {
+    fn unlocking_fully(&mut self, io: &mut dyn DbIo, warn: Warn) {
+        if self.lock_level == LockLevel::Exclusive && !self.readonly {
             self.retire_wal_if_gone(io, warn);
         }
     }
@@ -789,7 +846,7 @@ impl Monitor {
         // checkpoint (`dirty` stays set).
         let mixed = self.shm_mapped
             && !self.checkpoint_complete
-            && io.wal_backfill_complete() == Some(false);
+            && wal_index::backfill_complete(io) == Some(false);
         let store = self.store()?;
         if !store.is_linked() {
             // Another connection disabled protection and removed the file.
@@ -871,7 +928,7 @@ impl Monitor {
                     // The frames of this session (and, when the file holds
                     // all of it, of the next) continue this copy.
                     let complete =
-                        self.checkpoint_complete || io.wal_backfill_complete() == Some(true);
+                        self.checkpoint_complete || wal_index::backfill_complete(io) == Some(true);
                     snap.fingerprint.wal_session =
                         wal_session(&self.db_path).map(|s| WalSession { complete, ..s });
                 }
@@ -961,12 +1018,13 @@ impl Monitor {
             return Err("cannot protect a database opened read-only".into());
         }
         let held = self.lock_level;
-        if held == LOCK_NONE {
-            io.lock(LOCK_SHARED).map_err(|rc| lock_error(rc, "read"))?;
+        if held == LockLevel::None {
+            io.lock(LockLevel::Shared)
+                .map_err(|rc| lock_error(rc, "read"))?;
         }
         let result = self.enable_locked(io, warn);
-        if held == LOCK_NONE {
-            let _ = io.unlock(LOCK_NONE);
+        if held == LockLevel::None {
+            let _ = io.unlock(LockLevel::None);
         }
         result
     }
@@ -1041,7 +1099,7 @@ impl Monitor {
             self.protection = Protection::On(Box::new(store));
         }
         let held = self.lock_level;
-        if held >= LOCK_RESERVED {
+        if held >= LockLevel::Reserved {
             return Err(
                 "cannot restore inside a write transaction; COMMIT or ROLLBACK first".into(),
             );
@@ -1065,8 +1123,8 @@ impl Monitor {
             Vec::new()
         };
         let held = self.lock_level;
-        if held < LOCK_SHARED {
-            io.lock(LOCK_SHARED)
+        if held < LockLevel::Shared {
+            io.lock(LockLevel::Shared)
                 .map_err(|rc| lock_error(rc, "salvage"))?;
         }
         let db_path = self.db_path.clone();
@@ -1080,7 +1138,7 @@ impl Monitor {
             generations,
             out_path: out,
         });
-        if held < LOCK_SHARED {
+        if held < LockLevel::Shared {
             let _ = io.unlock(held);
         }
         result
@@ -1166,7 +1224,7 @@ impl Monitor {
 }
 
 fn lock_error(rc: Rc, what: &str) -> String {
-    if rc == SQLITE_BUSY {
+    if rc == Rc::BUSY {
         format!("database is locked: cannot {what} it while another connection holds a conflicting lock")
     } else {
         format!("cannot lock the database (error {rc})")
@@ -1174,11 +1232,11 @@ fn lock_error(rc: Rc, what: &str) -> String {
 }
 
 /// Raises the lock to EXCLUSIVE from `held`; on failure restores `held`.
-fn escalate(io: &mut dyn DbIo, held: i32) -> Result<(), String> {
-    let steps = [LOCK_SHARED, LOCK_RESERVED, LOCK_EXCLUSIVE];
+fn escalate(io: &mut dyn DbIo, held: LockLevel) -> Result<(), String> {
+    let steps = [LockLevel::Shared, LockLevel::Reserved, LockLevel::Exclusive];
     for level in steps.into_iter().filter(|&l| l > held) {
         if let Err(rc) = io.lock(level) {
-            let _ = io.unlock(held.min(LOCK_SHARED));
+            let _ = io.unlock(held.min(LockLevel::Shared));
             return Err(lock_error(rc, "restore"));
         }
     }
