@@ -70,6 +70,9 @@ pub mod pragma;
 pub mod quarantine;
 pub mod wal_locks;
 
+#[cfg(test)]
+mod tests;
+
 /// Per-file state.
 pub struct Monitor {
     db_path: PathBuf,
