@@ -23,7 +23,8 @@
 //! plain SQLite would, and the verdict is remembered so the slow path does
 //! not run again for the same bytes.
 
-use super::{Disk, LockLevel, Monitor, Protection, Warn};
+use super::recover::{escalate, Disk};
+use super::{LockLevel, Monitor, Protection, Warn};
 use crate::dbfile::{self, DbHeader};
 use crate::dwr::format::crc32c;
 use crate::protect::DbIo;
@@ -761,7 +762,7 @@ impl Monitor {
         let held = self.lock_level;
         if held == LockLevel::Exclusive {
             self.repair_if_pending(io, warn);
-        } else if held <= LockLevel::Shared && super::escalate(io, held).is_ok() {
+        } else if held <= LockLevel::Shared && escalate(io, held).is_ok() {
             self.repair_if_pending(io, warn);
             let _ = io.unlock(held);
         }

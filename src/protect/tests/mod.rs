@@ -4,7 +4,7 @@
 
 mod fake;
 
-use super::Disk;
+use super::recover::Disk;
 use crate::dwr::format::{WalSession, FLAG_WAL, FLAG_WAL_AHEAD};
 use crate::dwr::store::SyncPolicy;
 use crate::recovery::{self, Plan};
