@@ -24,7 +24,7 @@
 //! not run again for the same bytes.
 
 use super::recover::{escalate, Disk};
-use super::{LockLevel, Monitor, Protection, Warn};
+use super::{Event, LockLevel, Monitor, Protection, Warn};
 use crate::dbfile::{self, DbHeader};
 use crate::dwr::format::crc32c;
 use crate::protect::DbIo;
@@ -723,10 +723,11 @@ impl Monitor {
                     self.db_path.display(),
                     if pages.len() == 1 { "" } else { "s" },
                 ));
-                self.last_event = Some(format!(
-                    "recovered: healed page{} {list} from generation {generation} on read",
-                    if pages.len() == 1 { "" } else { "s" },
-                ));
+                self.last_event = Some(Event::Healed {
+                    pages,
+                    generation,
+                    repair: None,
+                });
                 self.read.repair_pending = true;
                 if pgno == 1 {
                     self.read.trusted = data.len() == image.len();
@@ -735,13 +736,13 @@ impl Monitor {
                 true
             }
             Plan::Refuse(why) => {
-                if !matches!(&self.last_event, Some(e) if e.starts_with("stale: ")) {
+                if !matches!(self.last_event, Some(Event::Stale(_))) {
                     warn(&format!(
                         "metadwr: {}: page {pgno} is damaged but the copy cannot be used: {why}",
                         self.db_path.display()
                     ));
                 }
-                self.last_event = Some(format!("stale: {why}"));
+                self.last_event = Some(Event::Stale(why));
                 self.read.declined.insert((pgno, crc));
                 false
             }
@@ -775,27 +776,31 @@ impl Monitor {
             return;
         }
         self.read.repair_pending = false;
-        let healed = self.last_event.clone();
-        match self.recover_exclusive(io, warn) {
-            Ok(report) => {
-                self.last_event = Some(match healed {
-                    Some(h) if h.starts_with("recovered: healed") => {
-                        format!("{h}; file repaired: {report}")
-                    }
-                    _ => format!("recovered: {report}"),
+        let healed = match &self.last_event {
+            Some(Event::Healed {
+                pages, generation, ..
+            }) => Some((pages.clone(), *generation)),
+            _ => None,
+        };
+        let outcome = self.recover_exclusive(io, warn);
+        if let Err(e) = &outcome {
+            warn(&format!(
+                "metadwr: {}: could not repair the file: {e}",
+                self.db_path.display()
+            ));
+        }
+        match (healed, outcome) {
+            // The reader was served the copy: say whether the file on disk
+            // was repaired too.
+            (Some((pages, generation)), outcome) => {
+                self.last_event = Some(Event::Healed {
+                    pages,
+                    generation,
+                    repair: Some(outcome),
                 });
             }
-            Err(e) => {
-                warn(&format!(
-                    "metadwr: {}: could not repair the file: {e}",
-                    self.db_path.display()
-                ));
-                // The reader was served the copy, but the file on disk is
-                // still damaged: say so in the status.
-                if let Some(h) = healed.filter(|h| h.starts_with("recovered: healed")) {
-                    self.last_event = Some(format!("{h}; file not repaired: {e}"));
-                }
-            }
+            (None, Ok(report)) => self.last_event = Some(Event::Recovered(report)),
+            (None, Err(_)) => {}
         }
     }
 
@@ -806,7 +811,7 @@ impl Monitor {
     }
 }
 
-fn page_list(pages: &[u32]) -> String {
+pub(super) fn page_list(pages: &[u32]) -> String {
     pages
         .iter()
         .map(u32::to_string)

@@ -145,9 +145,58 @@ pub struct Monitor {
     checkpoint_complete: bool,
     /// `PRAGMA locking_mode=EXCLUSIVE` was seen on this connection.
     exclusive_locking: bool,
-    last_event: Option<String>,
+    /// What the status reports, until something replaces it.
+    last_event: Option<Event>,
     /// Read-path state (see `heal`).
     read: heal::ReadState,
+}
+
+/// The last thing that happened to the copy worth a word in the status
+/// (`PRAGMA meta_double_write`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Event {
+    /// A snapshot found the database damaged; the copy was kept as it was.
+    Damaged(String),
+    /// A restore (`meta_recover()`, or a repair on its own) wrote pages:
+    /// its report.
+    Recovered(String),
+    /// A read was served the copy's images of the damaged `pages`, from
+    /// `generation`; `repair` is how repairing the file went, once tried.
+    Healed {
+        pages: Vec<u32>,
+        generation: u64,
+        repair: Option<Result<String, String>>,
+    },
+    /// The copy was refused (why): it does not describe the file. The next
+    /// generation written clears it.
+    Stale(String),
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Damaged(damage) => write!(f, "database damaged, run meta_recover(): {damage}"),
+            Event::Recovered(report) => write!(f, "recovered: {report}"),
+            Event::Healed {
+                pages,
+                generation,
+                repair,
+            } => {
+                write!(
+                    f,
+                    "recovered: healed page{} {} from generation {generation} on read",
+                    if pages.len() == 1 { "" } else { "s" },
+                    heal::page_list(pages),
+                )?;
+                match repair {
+                    None => Ok(()),
+                    Some(Ok(report)) => write!(f, "; file repaired: {report}"),
+                    Some(Err(e)) => write!(f, "; file not repaired: {e}"),
+                }
+            }
+            Event::Stale(why) => write!(f, "stale: {why}"),
+        }
+    }
 }
 
 /// What `PRAGMA meta_double_write=enabled` did.
@@ -380,7 +429,7 @@ impl Monitor {
         self.last_event = None;
         self.refresh(io)?;
         match self.last_event.take() {
-            Some(damage) => Err(damage),
+            Some(damage) => Err(damage.to_string()),
             None => Ok(Enabled::Enabled),
         }
     }

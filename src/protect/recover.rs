@@ -5,8 +5,8 @@
 //! [`Disk`], the database file as the planner reads it.
 
 use super::{
-    quarantine, read_page, wal_has_frames, wal_session, DbIo, LockLevel, Monitor, Protection, Rc,
-    Warn,
+    quarantine, read_page, wal_has_frames, wal_session, DbIo, Event, LockLevel, Monitor,
+    Protection, Rc, Warn,
 };
 use crate::dwr::file::OpenMode;
 use crate::dwr::format::WalSession;
@@ -152,7 +152,7 @@ impl Monitor {
                 .join(",")
         );
         warn(&format!("metadwr: {}: {report}", self.db_path.display()));
-        self.last_event = Some(format!("recovered: {report}"));
+        self.last_event = Some(Event::Recovered(report.clone()));
         self.schema_touched = true;
         self.dirty = true;
         if let Err(e) = self.refresh(io) {

@@ -11,7 +11,7 @@
 
 use super::commit::WrittenFilter;
 use super::wal_locks::wal_index;
-use super::{read_page, wal_session, DbIo, Monitor, Protection};
+use super::{read_page, wal_session, DbIo, Event, Monitor, Protection};
 use crate::dbfile::{self, DbHeader};
 use crate::dwr::format::{self, Fingerprint, WalSession, Witnesses, FLAG_WAL, FLAG_WAL_AHEAD};
 use crate::dwr::identity::FileIdentity;
@@ -140,7 +140,7 @@ impl Monitor {
                 // The database itself is damaged: keep the copy as it is
                 // (it is what a restore needs) and stay protected.
                 self.dirty = false;
-                self.last_event = Some(format!("database damaged, run meta_recover(): {damage}"));
+                self.last_event = Some(Event::Damaged(damage));
                 return Ok(false);
             }
         };
@@ -201,7 +201,7 @@ impl Monitor {
     }
 
     fn is_stale(&self) -> bool {
-        matches!(&self.last_event, Some(e) if e.starts_with("stale: "))
+        matches!(self.last_event, Some(Event::Stale(_)))
     }
 }
 

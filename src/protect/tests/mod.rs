@@ -328,3 +328,45 @@ fn stale_copy_is_refused() {
     assert_eq!(g.header.generation, copy.header.generation);
     assert_copy_of(&g, &img.a);
 }
+
+#[test]
+fn events_read_as_the_status_reports_them() {
+    use super::Event;
+    let healed = |repair| Event::Healed {
+        pages: vec![1, 5],
+        generation: 7,
+        repair,
+    };
+    assert_eq!(
+        healed(None).to_string(),
+        "recovered: healed pages 1,5 from generation 7 on read"
+    );
+    assert_eq!(
+        healed(Some(Ok("restored 2 pages (1,5) from generation 7".into()))).to_string(),
+        "recovered: healed pages 1,5 from generation 7 on read; \
+         file repaired: restored 2 pages (1,5) from generation 7"
+    );
+    assert_eq!(
+        healed(Some(Err("database is locked".into()))).to_string(),
+        "recovered: healed pages 1,5 from generation 7 on read; \
+         file not repaired: database is locked"
+    );
+    let one = Event::Healed {
+        pages: vec![1],
+        generation: 2,
+        repair: None,
+    };
+    assert_eq!(
+        one.to_string(),
+        "recovered: healed page 1 from generation 2 on read"
+    );
+    assert_eq!(Event::Stale("why".into()).to_string(), "stale: why");
+    assert_eq!(
+        Event::Recovered("restored 1 page (1) from generation 3".into()).to_string(),
+        "recovered: restored 1 page (1) from generation 3"
+    );
+    assert_eq!(
+        Event::Damaged("page 1 is not valid".into()).to_string(),
+        "database damaged, run meta_recover(): page 1 is not valid"
+    );
+}
