@@ -463,7 +463,7 @@ unsafe extern "C" fn shim_open(
             policy_for(z_name),
             forced_by_environment(),
             opener,
-            &mut log_warning,
+            Box::new(log_warning),
         );
         let mut db = Box::new(OpenDb {
             real,
@@ -497,7 +497,7 @@ unsafe extern "C" fn shim_close(file: *mut ffi::sqlite3_file) -> c_int {
         let mut db = unsafe { Box::from_raw((*shim).open) };
         unsafe { (*shim).open = ptr::null_mut() };
         let mut io = db.io();
-        db.monitor.close(&mut io, &mut log_warning);
+        db.monitor.close(&mut io);
         real_call!(db.real(), xClose)
     })
 }
@@ -547,13 +547,11 @@ unsafe extern "C" fn watched_read(
             if !short && Monitor::is_counter_read(off as u64, data.len()) {
                 if !db.monitor.note_counter_read(data) {
                     let mut io = db.io();
-                    db.monitor
-                        .on_counter_mismatch(&mut io, data, &mut log_warning);
+                    db.monitor.on_counter_mismatch(&mut io, data);
                 }
             } else {
                 let mut io = db.io();
-                db.monitor
-                    .on_read(&mut io, off as u64, data, short, &mut log_warning);
+                db.monitor.on_read(&mut io, off as u64, data, short);
             }
         }
         // The result code is the base VFS's: a short read stays one, with
@@ -601,11 +599,7 @@ unsafe extern "C" fn shim_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_
         let real = db.real();
         let mut io = db.io();
         db.monitor
-            .around_database_sync(
-                &mut io,
-                &mut || Rc(real_call!(real, xSync, flags)),
-                &mut log_warning,
-            )
+            .around_database_sync(&mut io, &mut || Rc(real_call!(real, xSync, flags)))
             .0
     })
 }
@@ -637,8 +631,7 @@ unsafe extern "C" fn shim_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_
 #[inline(never)]
 fn exclusive_taken(db: &mut OpenDb, previous: LockLevel) {
     let mut io = db.io();
-    db.monitor
-        .exclusive_taken(&mut io, previous, &mut log_warning);
+    db.monitor.exclusive_taken(&mut io, previous);
 }
 
 unsafe extern "C" fn shim_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
@@ -648,7 +641,7 @@ unsafe extern "C" fn shim_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> 
         let to = LockLevel::from_raw(level);
         if let Some(to) = to.filter(|&to| db.monitor.before_unlock(to)) {
             let mut io = db.io();
-            db.monitor.unlocking(&mut io, to, &mut log_warning);
+            db.monitor.unlocking(&mut io, to);
         }
         let rc = real_call!(db.real(), xUnlock, level);
         if let Some(to) = to.filter(|_| rc == ffi::SQLITE_OK) {
@@ -695,7 +688,6 @@ unsafe extern "C" fn shim_file_control(
                     &mut io,
                     &name,
                     value.as_deref(),
-                    &mut log_warning,
                 ) {
                     None => real_call!(db.real(), xFileControl, op, arg),
                     Some(Ok(answer)) => {
@@ -715,7 +707,7 @@ unsafe extern "C" fn shim_file_control(
                 // pointer to a live RecoverRequest.
                 let req = unsafe { &mut *(arg as *mut RecoverRequest) };
                 let mut io = db.io();
-                req.outcome = Some(db.monitor.recover(&mut io, &mut log_warning));
+                req.outcome = Some(db.monitor.recover(&mut io));
                 ffi::SQLITE_OK
             }
             FCNTL_SALVAGE => {
@@ -728,7 +720,7 @@ unsafe extern "C" fn shim_file_control(
             }
             ffi::SQLITE_FCNTL_COMMIT_PHASETWO => {
                 let mut io = db.io();
-                db.monitor.commit_phase_two(&mut io, &mut log_warning);
+                db.monitor.commit_phase_two(&mut io);
                 real_call!(db.real(), xFileControl, op, arg)
             }
             ffi::SQLITE_FCNTL_VFSNAME => {
@@ -839,12 +831,12 @@ unsafe extern "C" fn shim_shm_lock(
         let lock = ShmLock::decode(offset, n, flags);
         if let Some(lock) = lock {
             let mut io = db.io();
-            db.monitor.before_shm_lock(&mut io, lock, &mut log_warning);
+            db.monitor.before_shm_lock(&mut io, lock);
         }
         let rc = real_call!(db.real(), xShmLock, offset, n, flags);
         if let Some(lock) = lock.filter(|_| rc == ffi::SQLITE_OK) {
             let mut io = db.io();
-            db.monitor.shm_locked(&mut io, lock, &mut log_warning);
+            db.monitor.shm_locked(&mut io, lock);
         }
         rc
     })

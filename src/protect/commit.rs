@@ -36,7 +36,7 @@
 //! `snapshot.rs`.
 
 use super::wal_locks::wal_index;
-use super::{wal_has_frames, wal_session, DbIo, LockLevel, Monitor, Protection, Rc, ShmLock, Warn};
+use super::{wal_has_frames, wal_session, DbIo, LockLevel, Monitor, Protection, Rc, ShmLock};
 use crate::dbfile;
 use crate::dwr::file::OpenMode;
 use crate::dwr::format::{self, Witnesses, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD};
@@ -62,7 +62,6 @@ impl Monitor {
         &mut self,
         io: &mut dyn DbIo,
         sync_db: &mut dyn FnMut() -> Rc,
-        warn: Warn,
     ) -> Rc {
         if self.checkpointing {
             let rc = sync_db();
@@ -78,7 +77,7 @@ impl Monitor {
                     self.dirty = true;
                     self.schema_touched = true;
                 }
-                self.commit_boundary(io, warn);
+                self.commit_boundary(io);
                 self.checkpoint_complete = false;
             }
             return rc;
@@ -124,7 +123,7 @@ impl Monitor {
             (Err(e), _) => (sync_db(), Err(e)),
         };
         if let Err(why) = synced {
-            self.fail(&why, warn);
+            self.fail(&why);
         }
         if !rc.is_ok() {
             // The commit fails and SQLite rolls it back (or leaves a hot
@@ -136,23 +135,23 @@ impl Monitor {
 
     /// Before an `xShmLock` call is handed on: a WAL write transaction, a
     /// checkpoint, or both, may be ending.
-    pub fn before_shm_lock(&mut self, io: &mut dyn DbIo, lock: ShmLock, warn: Warn) {
+    pub fn before_shm_lock(&mut self, io: &mut dyn DbIo, lock: ShmLock) {
         if lock.releases_write_lock() {
             match wal_index::max_frame(io) {
-                Some(0) => self.wal_emptied(warn),
-                Some(_) => self.wal_write_ending(warn),
+                Some(0) => self.wal_emptied(),
+                Some(_) => self.wal_write_ending(),
                 None => {}
             }
         }
         if lock.releases_checkpoint_lock() {
-            self.commit_boundary(io, warn);
+            self.commit_boundary(io);
             self.checkpointing = false;
         }
     }
 
     /// After an `xShmLock` call succeeded: a WAL read or write transaction,
     /// or a checkpoint, may be starting.
-    pub fn shm_locked(&mut self, io: &mut dyn DbIo, lock: ShmLock, warn: Warn) {
+    pub fn shm_locked(&mut self, io: &mut dyn DbIo, lock: ShmLock) {
         if lock.takes_read_mark() {
             self.wal_read_starting();
         }
@@ -164,11 +163,11 @@ impl Monitor {
             && wal_index::max_frame(io).is_none_or(|n| n == 0)
             && wal_index::initialised(io)
         {
-            self.wal_write_starting(warn);
+            self.wal_write_starting();
         }
         if lock.takes_checkpoint_lock() {
             self.checkpointing = true;
-            self.checkpoint_started(io, warn);
+            self.checkpoint_started(io);
         }
     }
 
@@ -193,15 +192,15 @@ impl Monitor {
     /// EXCLUSIVE was just taken. A pending repair runs when SQLite's own
     /// write path takes it (from RESERVED: never on the way into a
     /// hot-journal rollback).
-    pub fn exclusive_taken(&mut self, io: &mut dyn DbIo, previous: LockLevel, warn: Warn) {
+    pub fn exclusive_taken(&mut self, io: &mut dyn DbIo, previous: LockLevel) {
         if previous == LockLevel::Reserved {
-            self.repair_if_pending(io, warn);
+            self.repair_if_pending(io);
         }
         if (!self.shm_mapped || self.exclusive_locking) && self.copy_is_wal_mode() {
             // locking_mode=EXCLUSIVE in WAL mode takes no WAL write lock at
             // all (SQLite skips shared-memory locks then); this lock, held
             // until the connection closes, comes before any frame.
-            self.wal_write_starting(warn);
+            self.wal_write_starting();
         }
     }
 
@@ -234,18 +233,18 @@ impl Monitor {
     /// [`Self::before_unlock`] said there is work: the copy must be current
     /// before other writers can get in.
     #[inline(never)]
-    pub fn unlocking(&mut self, io: &mut dyn DbIo, level: LockLevel, warn: Warn) {
-        self.commit_boundary(io, warn);
+    pub fn unlocking(&mut self, io: &mut dyn DbIo, level: LockLevel) {
+        self.commit_boundary(io);
         if level == LockLevel::None {
-            self.unlocking_fully(io, warn);
+            self.unlocking_fully(io);
         }
     }
 
     /// `SQLITE_FCNTL_COMMIT_PHASETWO`, sent after every commit, before the
     /// unlock: a commit boundary. With locking_mode=EXCLUSIVE and
     /// synchronous=OFF it is the only commit boundary there is.
-    pub fn commit_phase_two(&mut self, io: &mut dyn DbIo, warn: Warn) {
-        self.commit_boundary(io, warn);
+    pub fn commit_phase_two(&mut self, io: &mut dyn DbIo) {
+        self.commit_boundary(io);
     }
 
     /// Called after a successful write of `len` bytes at `offset`.
@@ -350,7 +349,7 @@ impl Monitor {
 
     /// A commit boundary: brings the copy up to date if anything protected
     /// changed. Never fails; problems turn protection off.
-    fn commit_boundary(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    fn commit_boundary(&mut self, io: &mut dyn DbIo) {
         // The end of every read transaction comes here: leave at once when
         // there is nothing to write, confirm or adopt.
         if !self.dirty && !self.tentative && !self.page1_written {
@@ -362,34 +361,34 @@ impl Monitor {
         if !self.is_protected() {
             if self.page1_written && !self.readonly {
                 self.page1_written = false;
-                self.adopt_foreign_enable(io, warn);
+                self.adopt_foreign_enable(io);
             }
             return;
         }
         if !self.dirty {
             if std::mem::take(&mut self.tentative) {
-                self.confirm_pending(warn);
+                self.confirm_pending();
             }
             return;
         }
         self.page1_written = false;
         self.tentative = false;
         if let Err(e) = self.refresh(io) {
-            self.fail(&e, warn);
+            self.fail(&e);
         }
     }
 
     /// The commit point of the transaction whose copy was written `PENDING`
     /// has passed: confirm it with a header-only update.
-    fn confirm_pending(&mut self, warn: Warn) {
-        self.update_flags(false, 0, FLAG_PENDING, warn);
+    fn confirm_pending(&mut self) {
+        self.update_flags(false, 0, FLAG_PENDING);
     }
 
     /// A header-only update of the copy's flags (see
     /// [`Store::rewrite_flags`]), after re-reading the `-dwr` header when
     /// another connection may have written since (`reload`). A failure
     /// turns protection off.
-    pub(super) fn update_flags(&mut self, reload: bool, set: u32, clear: u32, warn: Warn) {
+    pub(super) fn update_flags(&mut self, reload: bool, set: u32, clear: u32) {
         let identity = self.identity;
         let Protection::On(store) = &mut self.protection else {
             return;
@@ -420,7 +419,7 @@ impl Monitor {
                 .map_err(|e| format!("cannot write the -dwr: {e}"))
         });
         if let Err(why) = result {
-            self.fail(&why, warn);
+            self.fail(&why);
         }
     }
 
@@ -429,7 +428,7 @@ impl Monitor {
     /// can reach the disk, the copy must say that the WAL may hold commits
     /// it does not, or a checkpoint by a program without metadwr after a
     /// crash would leave a copy behind the file with nothing to show it.
-    fn wal_write_starting(&mut self, warn: Warn) {
+    fn wal_write_starting(&mut self) {
         if self.readonly || !self.is_protected() {
             return;
         }
@@ -439,14 +438,14 @@ impl Monitor {
         };
         if let Err(e) = store.refresh() {
             let why = format!("cannot read the -dwr: {e}");
-            self.fail(&why, warn);
+            self.fail(&why);
             return;
         }
         let needed = store
             .mirror_header()
             .is_some_and(|h| (wal_mode || h.flags & FLAG_WAL != 0) && !h.wal_ahead());
         if needed {
-            self.update_flags(false, FLAG_WAL_AHEAD, 0, warn);
+            self.update_flags(false, FLAG_WAL_AHEAD, 0);
         }
     }
 
@@ -455,7 +454,7 @@ impl Monitor {
     /// not which session of the WAL continues it (the WAL was empty or gone
     /// when the copy was taken), record the session this writer's frames
     /// went into: nobody could restart the WAL while the lock was held.
-    fn wal_write_ending(&mut self, warn: Warn) {
+    fn wal_write_ending(&mut self) {
         if self.readonly {
             return;
         }
@@ -484,7 +483,7 @@ impl Monitor {
                 _ => Ok(()),
             });
         if let Err(why) = result {
-            self.fail(&why, warn);
+            self.fail(&why);
         }
     }
 
@@ -492,7 +491,7 @@ impl Monitor {
     /// saying the log is empty (a RESTART or TRUNCATE checkpoint, which
     /// holds that lock, copied every frame into the file): no commit is
     /// left that the copy lacks, and the lock keeps writers out meanwhile.
-    fn wal_emptied(&mut self, warn: Warn) {
+    fn wal_emptied(&mut self) {
         if self.readonly {
             return;
         }
@@ -500,7 +499,7 @@ impl Monitor {
             return;
         };
         if store.mirror_header().is_some_and(|h| h.wal_ahead()) {
-            self.update_flags(true, 0, FLAG_WAL_AHEAD, warn);
+            self.update_flags(true, 0, FLAG_WAL_AHEAD);
         }
     }
 
@@ -509,13 +508,13 @@ impl Monitor {
     /// WAL in full and deleted (or emptied) it, still under the exclusive
     /// lock: no frame is left anywhere, so the copy no longer needs
     /// `WAL_AHEAD`.
-    fn unlocking_fully(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    fn unlocking_fully(&mut self, io: &mut dyn DbIo) {
         if self.lock_level == LockLevel::Exclusive && !self.readonly {
-            self.retire_wal_if_gone(io, warn);
+            self.retire_wal_if_gone(io);
         }
     }
 
-    fn retire_wal_if_gone(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    fn retire_wal_if_gone(&mut self, io: &mut dyn DbIo) {
         let Protection::On(store) = &self.protection else {
             return;
         };
@@ -525,32 +524,32 @@ impl Monitor {
         self.wal_retiring = true;
         self.dirty = true;
         if let Err(e) = self.refresh(io) {
-            self.fail(&e, warn);
+            self.fail(&e);
         }
         self.wal_retiring = false;
     }
 
     /// Another connection enabled protection while this one was not
     /// protected: join in, so the copy stays current whoever writes.
-    fn adopt_foreign_enable(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    fn adopt_foreign_enable(&mut self, io: &mut dyn DbIo) {
         if matches!(self.protection, Protection::Off { reason: None }) && self.dwr_path.exists() {
             if let Ok(store) = self.open_store(OpenMode::ReadWrite) {
                 self.protection = Protection::On(Box::new(store));
                 self.dirty = true;
                 self.schema_touched = true;
                 if let Err(e) = self.refresh(io) {
-                    self.fail(&e, warn);
+                    self.fail(&e);
                 }
             }
         }
     }
 
     /// The database file is being closed.
-    pub fn close(&mut self, io: &mut dyn DbIo, warn: Warn) {
-        self.commit_boundary(io, warn);
+    pub fn close(&mut self, io: &mut dyn DbIo) {
+        self.commit_boundary(io);
         if let Protection::On(store) = &mut self.protection {
             if let Err(e) = store.sync_if_pending() {
-                warn(&format!("cannot sync {}: {e}", self.dwr_path.display()));
+                self.warn(&format!("cannot sync {}: {e}", self.dwr_path.display()));
             }
         }
     }

@@ -24,7 +24,7 @@
 //! not run again for the same bytes.
 
 use super::recover::{escalate, Disk};
-use super::{Event, LockLevel, Monitor, Protection, Warn};
+use super::{Event, LockLevel, Monitor, Protection};
 use crate::dbfile::{self, DbHeader};
 use crate::dwr::format::crc32c;
 use crate::protect::DbIo;
@@ -141,14 +141,7 @@ impl Monitor {
     /// the end of the file, the rest zero-filled); replaces the bytes of
     /// each damaged protected page it covers with the copy's when the copy
     /// provably belongs to the file, and leaves every other byte alone.
-    pub fn on_read(
-        &mut self,
-        io: &mut dyn DbIo,
-        offset: u64,
-        data: &mut [u8],
-        short: bool,
-        warn: Warn,
-    ) {
+    pub fn on_read(&mut self, io: &mut dyn DbIo, offset: u64, data: &mut [u8], short: bool) {
         if !self.is_protected() {
             return;
         }
@@ -161,9 +154,9 @@ impl Monitor {
             && len >= 100
             && (len < ps || DbHeader::parse(data).is_ok_and(|h| h.page_size as u64 == len));
         if !short && ps != 0 && (len == ps && offset & (ps - 1) == 0 || page1) {
-            self.on_page_read(io, offset, data, true, warn);
+            self.on_page_read(io, offset, data, true);
         } else {
-            self.on_span_read(io, offset, data, short, warn);
+            self.on_span_read(io, offset, data, short);
         }
     }
 
@@ -177,10 +170,9 @@ impl Monitor {
         offset: u64,
         data: &mut [u8],
         extras: bool,
-        warn: Warn,
     ) -> bool {
         let healed = match self.classify(offset, data) {
-            Verdict::Suspicious(pgno) => self.heal(io, pgno, offset, data, warn),
+            Verdict::Suspicious(pgno) => self.heal(io, pgno, offset, data),
             Verdict::Fine => false,
         };
         // What classify_page1 asks for needs page 1 in hand.
@@ -194,11 +186,11 @@ impl Monitor {
         }
         if self.read.refresh_wanted {
             self.read.refresh_wanted = false;
-            self.refresh_while_reading(io, data, warn);
+            self.refresh_while_reading(io, data);
         }
         if self.read.confirm_wanted {
             self.read.confirm_wanted = false;
-            self.confirm_while_reading(io, data, warn);
+            self.confirm_while_reading(io, data);
         }
         healed
     }
@@ -209,14 +201,7 @@ impl Monitor {
     /// left as the file gave them.
     #[cold]
     #[inline(never)]
-    fn on_span_read(
-        &mut self,
-        io: &mut dyn DbIo,
-        offset: u64,
-        data: &mut [u8],
-        short: bool,
-        warn: Warn,
-    ) {
+    fn on_span_read(&mut self, io: &mut dyn DbIo, offset: u64, data: &mut [u8], short: bool) {
         if self.page_size == 0 {
             // Learn the page size from the copy.
             self.ensure_mirror();
@@ -262,9 +247,9 @@ impl Monitor {
             let whole = from == page_start && chunk_end == page_end;
             let header = pgno == 1 && from == 0 && chunk.len() >= 100;
             healed |= if whole || header {
-                self.on_page_read(io, from, chunk, true, warn)
+                self.on_page_read(io, from, chunk, true)
             } else {
-                self.on_partial_read(io, pgno, from - page_start, chunk, warn)
+                self.on_partial_read(io, pgno, from - page_start, chunk)
             };
         }
     }
@@ -279,7 +264,6 @@ impl Monitor {
         pgno: u32,
         skip: u64,
         data: &mut [u8],
-        warn: Warn,
     ) -> bool {
         let ps = self.page_size as usize;
         let skip = skip as usize;
@@ -298,7 +282,7 @@ impl Monitor {
             return false;
         }
         // Not SQLite's read of page 1: no refresh or confirmation from it.
-        let healed = self.on_page_read(io, page_start, &mut page, false, warn);
+        let healed = self.on_page_read(io, page_start, &mut page, false);
         if healed {
             data.copy_from_slice(&page[part]);
         }
@@ -308,9 +292,9 @@ impl Monitor {
     /// The change counter read ([`Self::note_counter_read`]) gave bytes
     /// other than the copy's: page 1 may be damaged, judge it as any
     /// partial read of page 1.
-    pub fn on_counter_mismatch(&mut self, io: &mut dyn DbIo, data: &mut [u8], warn: Warn) {
+    pub fn on_counter_mismatch(&mut self, io: &mut dyn DbIo, data: &mut [u8]) {
         if self.is_protected() && self.page_size != 0 {
-            self.on_partial_read(io, 1, COUNTER_OFFSET, data, warn);
+            self.on_partial_read(io, 1, COUNTER_OFFSET, data);
         }
     }
 
@@ -361,7 +345,7 @@ impl Monitor {
     }
 
     #[cold]
-    fn confirm_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8], warn: Warn) {
+    fn confirm_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8]) {
         if self.readonly || !self.is_protected() || !self.lock_out_writers(io, page1) {
             return;
         }
@@ -374,7 +358,7 @@ impl Monitor {
             Protection::Off { .. } => false,
         };
         if still_pending {
-            self.update_flags(false, 0, crate::dwr::format::FLAG_PENDING, warn);
+            self.update_flags(false, 0, crate::dwr::format::FLAG_PENDING);
         }
         self.let_writers_in(io);
     }
@@ -385,7 +369,7 @@ impl Monitor {
     /// meeting the file before then finds a current copy. Runs only if the
     /// lock that keeps writers out can be had without waiting.
     #[cold]
-    fn refresh_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8], warn: Warn) {
+    fn refresh_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8]) {
         if self.readonly || !self.is_protected() {
             return;
         }
@@ -404,7 +388,7 @@ impl Monitor {
         self.schema_touched = true;
         self.dirty = true;
         if let Err(e) = self.refresh(io) {
-            self.fail(&e, warn);
+            self.fail(&e);
         }
         self.let_writers_in(io);
     }
@@ -634,14 +618,7 @@ impl Monitor {
     /// The slow path: decide with the planner and serve the copy's image.
     /// Returns whether `data` now holds the copy's image.
     #[cold]
-    fn heal(
-        &mut self,
-        io: &mut dyn DbIo,
-        pgno: u32,
-        offset: u64,
-        data: &mut [u8],
-        warn: Warn,
-    ) -> bool {
+    fn heal(&mut self, io: &mut dyn DbIo, pgno: u32, offset: u64, data: &mut [u8]) -> bool {
         let crc = crc32c(data);
         let Protection::On(store) = &mut self.protection else {
             return false;
@@ -718,7 +695,7 @@ impl Monitor {
                 };
                 data.copy_from_slice(served);
                 let list = page_list(&pages);
-                warn(&format!(
+                self.warn(&format!(
                     "metadwr: {}: damaged page{} {list} served from the copy (generation {generation})",
                     self.db_path.display(),
                     if pages.len() == 1 { "" } else { "s" },
@@ -732,12 +709,12 @@ impl Monitor {
                 if pgno == 1 {
                     self.read.trusted = data.len() == image.len();
                 }
-                self.try_repair_now(io, warn);
+                self.try_repair_now(io);
                 true
             }
             Plan::Refuse(why) => {
                 if !matches!(self.last_event, Some(Event::Stale(_))) {
-                    warn(&format!(
+                    self.warn(&format!(
                         "metadwr: {}: page {pgno} is damaged but the copy cannot be used: {why}",
                         self.db_path.display()
                     ));
@@ -755,23 +732,23 @@ impl Monitor {
 
     /// Repairs the file now if an exclusive lock can be had without
     /// waiting; otherwise the repair waits for SQLite's next write lock.
-    fn try_repair_now(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    fn try_repair_now(&mut self, io: &mut dyn DbIo) {
         if self.readonly {
             self.read.repair_pending = false;
             return;
         }
         let held = self.lock_level;
         if held == LockLevel::Exclusive {
-            self.repair_if_pending(io, warn);
+            self.repair_if_pending(io);
         } else if held <= LockLevel::Shared && escalate(io, held).is_ok() {
-            self.repair_if_pending(io, warn);
+            self.repair_if_pending(io);
             let _ = io.unlock(held);
         }
     }
 
     /// Writes the copy over the damaged pages (re-planned under the lock the
     /// caller holds: exclusive, or the WAL checkpoint lock).
-    pub(super) fn repair_if_pending(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    pub(super) fn repair_if_pending(&mut self, io: &mut dyn DbIo) {
         if !self.read.repair_pending || self.readonly {
             return;
         }
@@ -782,9 +759,9 @@ impl Monitor {
             }) => Some((pages.clone(), *generation)),
             _ => None,
         };
-        let outcome = self.recover_exclusive(io, warn);
+        let outcome = self.recover_exclusive(io);
         if let Err(e) = &outcome {
-            warn(&format!(
+            self.warn(&format!(
                 "metadwr: {}: could not repair the file: {e}",
                 self.db_path.display()
             ));
@@ -806,8 +783,8 @@ impl Monitor {
 
     /// The WAL checkpoint lock was taken: the checkpointer is the only
     /// writer of the database file, so a pending repair can run.
-    pub(super) fn checkpoint_started(&mut self, io: &mut dyn DbIo, warn: Warn) {
-        self.repair_if_pending(io, warn);
+    pub(super) fn checkpoint_started(&mut self, io: &mut dyn DbIo) {
+        self.repair_if_pending(io);
     }
 }
 

@@ -69,9 +69,9 @@ enum Protection {
     On(Box<Store>),
 }
 
-/// A warning for `sqlite3_log`, collected by the monitor and emitted by the
-/// VFS layer (which owns the FFI).
-pub type Warn<'a> = &'a mut dyn FnMut(&str);
+/// Where the monitor's warnings go: `sqlite3_log` in the extension (the
+/// VFS layer, which owns the FFI, passes it at construction).
+pub type Logger = Box<dyn FnMut(&str) + Send>;
 
 mod commit;
 mod heal;
@@ -89,6 +89,8 @@ pub struct Monitor {
     db_path: PathBuf,
     /// Opens the `-dwr` (through the base VFS in the extension).
     opener: Arc<dyn DwrOpener>,
+    /// Where warnings go.
+    log: Logger,
     dwr_path: PathBuf,
     readonly: bool,
     policy: SyncPolicy,
@@ -213,12 +215,13 @@ impl Monitor {
         policy: SyncPolicy,
         force_enable: bool,
         opener: Arc<dyn DwrOpener>,
-        warn: Warn,
+        log: Logger,
     ) -> Monitor {
         let dwr_path = dwr_path_for(db_path);
         let mut m = Monitor {
             db_path: db_path.to_owned(),
             opener,
+            log,
             dwr_path,
             readonly,
             policy,
@@ -271,7 +274,7 @@ impl Monitor {
                 Ok(store) => m.protection = Protection::On(Box::new(store)),
                 Err(e) => {
                     let why = format!("cannot open {}: {e}", m.dwr_path.display());
-                    warn(&format!(
+                    m.warn(&format!(
                         "metadwr: protection of {} is off: {why}",
                         db_path.display()
                     ));
@@ -280,6 +283,11 @@ impl Monitor {
             }
         }
         m
+    }
+
+    /// Logs a warning (through `sqlite3_log` in the extension).
+    fn warn(&mut self, msg: &str) {
+        (self.log)(msg);
     }
 
     fn open_store(&self, mode: OpenMode) -> std::io::Result<Store> {
@@ -359,8 +367,8 @@ impl Monitor {
         }
     }
 
-    fn fail(&mut self, why: &str, warn: Warn) {
-        warn(&format!(
+    fn fail(&mut self, why: &str) {
+        self.warn(&format!(
             "metadwr: protection of {} turned off: {why}",
             self.db_path.display()
         ));
@@ -380,7 +388,7 @@ impl Monitor {
     }
 
     /// `PRAGMA meta_double_write=enabled`.
-    pub fn enable(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<Enabled, String> {
+    pub fn enable(&mut self, io: &mut dyn DbIo) -> Result<Enabled, String> {
         if self.readonly {
             return Err("cannot protect a database opened read-only".into());
         }
@@ -389,16 +397,16 @@ impl Monitor {
             io.lock(LockLevel::Shared)
                 .map_err(|rc| lock_error(rc, "read"))?;
         }
-        let result = self.enable_locked(io, warn);
+        let result = self.enable_locked(io);
         if held == LockLevel::None {
             let _ = io.unlock(LockLevel::None);
         }
         result
     }
 
-    fn enable_locked(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<Enabled, String> {
+    fn enable_locked(&mut self, io: &mut dyn DbIo) -> Result<Enabled, String> {
         let created = !self.dwr_path.exists();
-        let result = self.enable_inner(io, warn);
+        let result = self.enable_inner(io);
         if result.is_err() && created {
             // A failed first enable leaves nothing behind: no -dwr, so the
             // database does not count as protected on the next open.
@@ -409,7 +417,7 @@ impl Monitor {
         result
     }
 
-    fn enable_inner(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<Enabled, String> {
+    fn enable_inner(&mut self, io: &mut dyn DbIo) -> Result<Enabled, String> {
         if !self.is_protected() {
             let store = self
                 .open_store(OpenMode::Create)
@@ -419,7 +427,7 @@ impl Monitor {
         if let Err(damage) = check_health(io) {
             // Damaged: restore if the copy provably belongs to this file;
             // never overwrite a possibly good copy with damaged pages.
-            let report = self.recover(io, warn).map_err(|e| {
+            let report = self.recover(io).map_err(|e| {
                 format!("the database is damaged ({damage}) and cannot be restored: {e}")
             })?;
             return Ok(Enabled::Recovered(report));

@@ -6,7 +6,7 @@
 
 use super::{
     quarantine, read_page, wal_has_frames, wal_session, DbIo, Event, LockLevel, Monitor,
-    Protection, Rc, Warn,
+    Protection, Rc,
 };
 use crate::dwr::file::OpenMode;
 use crate::dwr::format::WalSession;
@@ -17,7 +17,7 @@ use std::path::Path;
 impl Monitor {
     /// `meta_recover()`: restore damaged protected pages from the copy.
     /// Takes an exclusive lock on the database for the duration.
-    pub fn recover(&mut self, io: &mut dyn DbIo, warn: Warn) -> Result<String, String> {
+    pub fn recover(&mut self, io: &mut dyn DbIo) -> Result<String, String> {
         if self.readonly {
             return Err("cannot restore into a database opened read-only".into());
         }
@@ -40,7 +40,7 @@ impl Monitor {
             );
         }
         escalate(io, held)?;
-        let result = self.recover_exclusive(io, warn);
+        let result = self.recover_exclusive(io);
         let _ = io.unlock(held);
         result
     }
@@ -79,11 +79,7 @@ impl Monitor {
         result
     }
 
-    pub(super) fn recover_exclusive(
-        &mut self,
-        io: &mut dyn DbIo,
-        warn: Warn,
-    ) -> Result<String, String> {
+    pub(super) fn recover_exclusive(&mut self, io: &mut dyn DbIo) -> Result<String, String> {
         // The restore writes page 1 itself; an image SQLite wrote earlier
         // no longer describes the file.
         self.page1_image = None;
@@ -151,12 +147,12 @@ impl Monitor {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        warn(&format!("metadwr: {}: {report}", self.db_path.display()));
+        self.warn(&format!("metadwr: {}: {report}", self.db_path.display()));
         self.last_event = Some(Event::Recovered(report.clone()));
         self.schema_touched = true;
         self.dirty = true;
         if let Err(e) = self.refresh(io) {
-            self.fail(&e, warn);
+            self.fail(&e);
         }
         Ok(report)
     }

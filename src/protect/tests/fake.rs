@@ -22,7 +22,7 @@ use crate::protect::{DbIo, LockLevel, Monitor, Rc};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc as Shared;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// `SQLITE_IOERR_SHORT_READ`.
 pub const SHORT_READ: Rc = Rc(522);
@@ -206,8 +206,8 @@ pub fn fake_file(db: &Path, image: &[u8]) -> SharedFile {
 pub struct Conn {
     pub monitor: Monitor,
     pub io: FakeIo,
-    /// What the monitor asked to log.
-    pub warnings: Vec<String>,
+    /// What the monitor logged.
+    logged: Arc<Mutex<Vec<String>>>,
     /// The change counter and the fields after it, as the pager last saw
     /// them; `None` before its first transaction.
     pager_counter: Option<Vec<u8>>,
@@ -221,19 +221,20 @@ impl Conn {
     /// Opens `db` as SQLite does: the monitor first, then the 100-byte
     /// header read without a lock.
     pub fn open(db: &Path, file: &SharedFile, policy: SyncPolicy) -> Conn {
-        let mut warnings = Vec::new();
+        let logged = Arc::new(Mutex::new(Vec::new()));
+        let log = logged.clone();
         let monitor = Monitor::new(
             db,
             false,
             policy,
             false,
             Arc::new(StdOpener),
-            &mut |m: &str| warnings.push(m.to_string()),
+            Box::new(move |m: &str| log.lock().unwrap().push(m.to_string())),
         );
         let mut conn = Conn {
             monitor,
             io: FakeIo::new(file),
-            warnings,
+            logged,
             pager_counter: None,
             read_mark: None,
             page_size: 0,
@@ -243,17 +244,15 @@ impl Conn {
         conn
     }
 
-    /// `PRAGMA meta_double_write=enabled`.
+    /// The warnings the monitor logged.
+    pub fn warnings(&self) -> Vec<String> {
+        self.logged.lock().unwrap().clone()
+    }
+
+    /// A pragma addressed to the file.
     pub fn pragma(&mut self, name: &str, value: Option<&str>) -> Result<String, String> {
-        let warnings = &mut self.warnings;
-        crate::protect::pragma::pragma(
-            &mut self.monitor,
-            &mut self.io,
-            name,
-            value,
-            &mut |m: &str| warnings.push(m.to_string()),
-        )
-        .expect("a metadwr pragma")
+        crate::protect::pragma::pragma(&mut self.monitor, &mut self.io, name, value)
+            .expect("a metadwr pragma")
     }
 
     pub fn status(&mut self) -> String {
@@ -273,16 +272,12 @@ impl Conn {
         let rc = self.io.read(&mut buf, offset).err().unwrap_or(Rc::OK);
         let short = rc == SHORT_READ;
         if watched && (rc.is_ok() || short) {
-            let warnings = &mut self.warnings;
-            let warn = &mut |m: &str| warnings.push(m.to_string());
             if !short && Monitor::is_counter_read(offset, len) {
                 if !self.monitor.note_counter_read(&buf) {
-                    self.monitor
-                        .on_counter_mismatch(&mut self.io, &mut buf, warn);
+                    self.monitor.on_counter_mismatch(&mut self.io, &mut buf);
                 }
             } else {
-                self.monitor
-                    .on_read(&mut self.io, offset, &mut buf, short, warn);
+                self.monitor.on_read(&mut self.io, offset, &mut buf, short);
             }
         }
         buf
@@ -303,36 +298,24 @@ impl Conn {
     /// `xSync`.
     pub fn sync(&mut self) -> Rc {
         let file = self.io.file.clone();
-        let warnings = &mut self.warnings;
-        self.monitor.around_database_sync(
-            &mut self.io,
-            &mut || {
-                file.borrow_mut().syncs += 1;
-                Rc::OK
-            },
-            &mut |m: &str| warnings.push(m.to_string()),
-        )
+        self.monitor.around_database_sync(&mut self.io, &mut || {
+            file.borrow_mut().syncs += 1;
+            Rc::OK
+        })
     }
 
     /// `xLock`.
     pub fn lock(&mut self, level: LockLevel) {
         self.io.lock(level).unwrap();
         if let Some(previous) = self.monitor.lock_taken(level) {
-            let warnings = &mut self.warnings;
-            self.monitor
-                .exclusive_taken(&mut self.io, previous, &mut |m: &str| {
-                    warnings.push(m.to_string())
-                });
+            self.monitor.exclusive_taken(&mut self.io, previous);
         }
     }
 
     /// `xUnlock`.
     pub fn unlock(&mut self, level: LockLevel) {
         if self.monitor.before_unlock(level) {
-            let warnings = &mut self.warnings;
-            self.monitor.unlocking(&mut self.io, level, &mut |m: &str| {
-                warnings.push(m.to_string())
-            });
+            self.monitor.unlocking(&mut self.io, level);
         }
         self.io.unlock(level).unwrap();
         self.monitor.lock_released(level);
@@ -340,9 +323,7 @@ impl Conn {
 
     /// `xFileControl(SQLITE_FCNTL_COMMIT_PHASETWO)`.
     pub fn commit_phase_two(&mut self) {
-        let warnings = &mut self.warnings;
-        self.monitor
-            .commit_phase_two(&mut self.io, &mut |m: &str| warnings.push(m.to_string()));
+        self.monitor.commit_phase_two(&mut self.io);
     }
 
     /// `xShmMap` of region 0.
@@ -353,22 +334,18 @@ impl Conn {
 
     /// `xShmLock`.
     pub fn shm_lock(&mut self, offset: i32, n: i32, flags: i32) {
-        let warnings = &mut self.warnings;
-        let warn = &mut |m: &str| warnings.push(m.to_string());
         let lock = crate::protect::ShmLock::decode(offset, n, flags);
         if let Some(lock) = lock {
-            self.monitor.before_shm_lock(&mut self.io, lock, warn);
+            self.monitor.before_shm_lock(&mut self.io, lock);
         }
         if let Some(lock) = lock {
-            self.monitor.shm_locked(&mut self.io, lock, warn);
+            self.monitor.shm_locked(&mut self.io, lock);
         }
     }
 
     /// `xClose`.
     pub fn close(mut self) {
-        let warnings = &mut self.warnings;
-        self.monitor
-            .close(&mut self.io, &mut |m: &str| warnings.push(m.to_string()));
+        self.monitor.close(&mut self.io);
     }
 
     // --- What SQLite's pager does with them. ---

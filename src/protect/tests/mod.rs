@@ -74,7 +74,7 @@ fn rollback_commit_writes_a_pending_generation_then_confirms_it() {
     assert!(!g.header.is_pending());
     assert_copy_of(&g, &img.c);
     assert_eq!(conn.status(), "enabled");
-    assert!(conn.warnings.is_empty(), "{:?}", conn.warnings);
+    assert!(conn.warnings().is_empty(), "{:?}", conn.warnings());
     conn.close();
     assert_eq!(
         plan(&db, &file),
@@ -134,7 +134,7 @@ fn wal_commit_reaches_the_copy_at_the_checkpoint() {
             generation: g.header.generation
         }
     );
-    assert!(conn.warnings.is_empty(), "{:?}", conn.warnings);
+    assert!(conn.warnings().is_empty(), "{:?}", conn.warnings());
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn wal_ahead_is_cleared_with_an_empty_wal_and_set_before_the_next_frame() {
     // says the WAL may be ahead before the first frame is written.
     conn.wal_commit(&db, (1, 2, 2), 1);
     assert!(newest_header(&db).wal_ahead());
-    assert!(conn.warnings.is_empty(), "{:?}", conn.warnings);
+    assert!(conn.warnings().is_empty(), "{:?}", conn.warnings());
 }
 
 /// A crash between the `PENDING` generation and its confirmation: the
@@ -217,7 +217,7 @@ fn crash_between_pending_and_confirm(committed: bool) {
     assert!(!g.header.is_pending());
     assert_copy_of(&g, state);
     assert_eq!(conn.io.lock, crate::protect::LockLevel::None);
-    assert!(conn.warnings.is_empty(), "{:?}", conn.warnings);
+    assert!(conn.warnings().is_empty(), "{:?}", conn.warnings());
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn read_of_a_file_another_writer_changed_refreshes_the_copy() {
     );
     conn.end_read();
     assert_eq!(conn.status(), "enabled");
-    assert!(conn.warnings.is_empty(), "{:?}", conn.warnings);
+    assert!(conn.warnings().is_empty(), "{:?}", conn.warnings());
 }
 
 #[test]
@@ -308,11 +308,11 @@ fn stale_copy_is_refused() {
         conn.status()
     );
     assert!(
-        conn.warnings
+        conn.warnings()
             .iter()
             .any(|w| w.contains("page 1 is damaged but the copy cannot be used")),
         "{:?}",
-        conn.warnings
+        conn.warnings()
     );
     conn.end_read();
     let refused = conn.pragma("meta_recover", None);
