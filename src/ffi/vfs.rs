@@ -19,7 +19,8 @@
 
 use crate::dwr::file::{DwrFile, DwrOpener, OpenMode};
 use crate::dwr::store::SyncPolicy;
-use crate::protect::{DbIo, Monitor, Rc};
+use crate::protect::wal_locks::wal_index;
+use crate::protect::{DbIo, LockLevel, Monitor, Rc, ShmLock};
 use libsqlite3_sys as ffi;
 use std::ffi::{c_char, c_int, c_void, CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -103,7 +104,7 @@ fn check(rc: c_int) -> Result<(), Rc> {
     if rc == ffi::SQLITE_OK {
         Ok(())
     } else {
-        Err(rc)
+        Err(Rc(rc))
     }
 }
 
@@ -138,32 +139,36 @@ impl DbIo for RealIo {
         check(real_call!(self.0, xSync, ffi::SQLITE_SYNC_FULL))
     }
 
-    fn lock(&mut self, level: i32) -> Result<(), Rc> {
-        check(real_call!(self.0, xLock, level))
+    fn lock(&mut self, level: LockLevel) -> Result<(), Rc> {
+        check(real_call!(self.0, xLock, level.raw()))
     }
 
-    fn unlock(&mut self, level: i32) -> Result<(), Rc> {
-        check(real_call!(self.0, xUnlock, level))
+    fn unlock(&mut self, level: LockLevel) -> Result<(), Rc> {
+        check(real_call!(self.0, xUnlock, level.raw()))
     }
 
     fn checkpoint_lock(&mut self, take: bool) -> Result<(), Rc> {
-        let flags = ffi::SQLITE_SHM_EXCLUSIVE
-            | if take {
-                ffi::SQLITE_SHM_LOCK
-            } else {
-                ffi::SQLITE_SHM_UNLOCK
-            };
+        let lock = ShmLock::checkpoint(take);
         // SAFETY: as in real_call!; xShmLock exists only from version 2.
         let has_shm = unsafe { (*(*self.0).pMethods).iVersion >= 2 };
         if !has_shm {
-            return Err(ffi::SQLITE_IOERR);
+            return Err(Rc::IOERR);
         }
-        check(real_call!(self.0, xShmLock, WAL_CKPT_LOCK, 1, flags))
+        check(real_call!(
+            self.0,
+            xShmLock,
+            lock.offset,
+            lock.n,
+            lock.flags()
+        ))
     }
 
-    fn wal_backfill_complete(&mut self) -> Option<bool> {
-        let max_frame = wal_index_max_frame(self.1)?;
-        Some(wal_index_backfill(self.1)? >= max_frame)
+    fn wal_index_u32(&mut self, at: usize) -> Option<u32> {
+        wal_index_u32(self.1, at)
+    }
+
+    fn wal_index_headers(&mut self) -> Option<[u8; wal_index::HEADERS]> {
+        wal_index_bytes(self.1, 0)
     }
 }
 
@@ -458,7 +463,7 @@ unsafe extern "C" fn shim_open(
             policy_for(z_name),
             forced_by_environment(),
             opener,
-            &mut log_warning,
+            Box::new(log_warning),
         );
         let mut db = Box::new(OpenDb {
             real,
@@ -492,7 +497,7 @@ unsafe extern "C" fn shim_close(file: *mut ffi::sqlite3_file) -> c_int {
         let mut db = unsafe { Box::from_raw((*shim).open) };
         unsafe { (*shim).open = ptr::null_mut() };
         let mut io = db.io();
-        db.monitor.close(&mut io, &mut log_warning);
+        db.monitor.close(&mut io);
         real_call!(db.real(), xClose)
     })
 }
@@ -542,13 +547,11 @@ unsafe extern "C" fn watched_read(
             if !short && Monitor::is_counter_read(off as u64, data.len()) {
                 if !db.monitor.note_counter_read(data) {
                     let mut io = db.io();
-                    db.monitor
-                        .on_counter_mismatch(&mut io, data, &mut log_warning);
+                    db.monitor.on_counter_mismatch(&mut io, data);
                 }
             } else {
                 let mut io = db.io();
-                db.monitor
-                    .on_read(&mut io, off as u64, data, short, &mut log_warning);
+                db.monitor.on_read(&mut io, off as u64, data, short);
             }
         }
         // The result code is the base VFS's: a short read stays one, with
@@ -595,11 +598,9 @@ unsafe extern "C" fn shim_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_
         let db = unsafe { open_db(file) };
         let real = db.real();
         let mut io = db.io();
-        db.monitor.around_database_sync(
-            &mut io,
-            &mut || real_call!(real, xSync, flags),
-            &mut log_warning,
-        )
+        db.monitor
+            .around_database_sync(&mut io, &mut || Rc(real_call!(real, xSync, flags)))
+            .0
     })
 }
 
@@ -617,7 +618,9 @@ unsafe extern "C" fn shim_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_
         let db = unsafe { open_db(file) };
         let rc = real_call!(db.real(), xLock, level);
         if rc == ffi::SQLITE_OK {
-            if let Some(previous) = db.monitor.lock_taken(level) {
+            if let Some(previous) =
+                LockLevel::from_raw(level).and_then(|l| db.monitor.lock_taken(l))
+            {
                 exclusive_taken(db, previous);
             }
         }
@@ -626,35 +629,26 @@ unsafe extern "C" fn shim_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_
 }
 
 #[inline(never)]
-fn exclusive_taken(db: &mut OpenDb, previous: c_int) {
+fn exclusive_taken(db: &mut OpenDb, previous: LockLevel) {
     let mut io = db.io();
-    db.monitor
-        .exclusive_taken(&mut io, previous, &mut log_warning);
+    db.monitor.exclusive_taken(&mut io, previous);
 }
 
 unsafe extern "C" fn shim_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     guarded(ffi::SQLITE_IOERR_UNLOCK, || {
         // SAFETY: file is an open ShimFile.
         let db = unsafe { open_db(file) };
-        if db.monitor.before_unlock(level) {
-            // The copy must be current before other writers can get in.
-            before_unlock(db, level);
+        let to = LockLevel::from_raw(level);
+        if let Some(to) = to.filter(|&to| db.monitor.before_unlock(to)) {
+            let mut io = db.io();
+            db.monitor.unlocking(&mut io, to);
         }
         let rc = real_call!(db.real(), xUnlock, level);
-        if rc == ffi::SQLITE_OK {
-            db.monitor.lock_released(level);
+        if let Some(to) = to.filter(|_| rc == ffi::SQLITE_OK) {
+            db.monitor.lock_released(to);
         }
         rc
     })
-}
-
-#[inline(never)]
-fn before_unlock(db: &mut OpenDb, level: c_int) {
-    let mut io = db.io();
-    db.monitor.commit_boundary(&mut io, &mut log_warning);
-    if level == ffi::SQLITE_LOCK_NONE {
-        db.monitor.unlocking_fully(&mut io, &mut log_warning);
-    }
 }
 
 unsafe extern "C" fn shim_check_reserved_lock(
@@ -694,7 +688,6 @@ unsafe extern "C" fn shim_file_control(
                     &mut io,
                     &name,
                     value.as_deref(),
-                    &mut log_warning,
                 ) {
                     None => real_call!(db.real(), xFileControl, op, arg),
                     Some(Ok(answer)) => {
@@ -714,7 +707,7 @@ unsafe extern "C" fn shim_file_control(
                 // pointer to a live RecoverRequest.
                 let req = unsafe { &mut *(arg as *mut RecoverRequest) };
                 let mut io = db.io();
-                req.outcome = Some(db.monitor.recover(&mut io, &mut log_warning));
+                req.outcome = Some(db.monitor.recover(&mut io));
                 ffi::SQLITE_OK
             }
             FCNTL_SALVAGE => {
@@ -726,11 +719,8 @@ unsafe extern "C" fn shim_file_control(
                 ffi::SQLITE_OK
             }
             ffi::SQLITE_FCNTL_COMMIT_PHASETWO => {
-                // Sent after every commit, before the unlock. With
-                // locking_mode=EXCLUSIVE and synchronous=OFF it is the only
-                // commit boundary there is.
                 let mut io = db.io();
-                db.monitor.commit_boundary(&mut io, &mut log_warning);
+                db.monitor.commit_phase_two(&mut io);
                 real_call!(db.real(), xFileControl, op, arg)
             }
             ffi::SQLITE_FCNTL_VFSNAME => {
@@ -796,25 +786,16 @@ unsafe extern "C" fn shim_shm_map(
     })
 }
 
-/// Writers of the WAL hold this shared-memory lock while they append frames.
-/// So does a connection rebuilding the WAL index (recovery), which appends
-/// nothing: [`wal_index_initialised`] tells the two apart.
-const WAL_WRITE_LOCK: c_int = 0;
-
-/// Size of the WAL-index header, which region 0 of the WAL index holds
-/// twice; byte 12 of it (`isInit`) is non-zero once the index is built.
-const WAL_INDEX_HEADER: usize = 48;
-
 /// Bytes `at..at + N` of region 0 of the WAL index, or `None` when no
 /// mapping is known.
 fn wal_index_bytes<const N: usize>(region0: *const u8, at: usize) -> Option<[u8; N]> {
-    if region0.is_null() {
+    if region0.is_null() || at + N > wal_index::HEADERS + 4 {
         return None;
     }
     let mut out = [0u8; N];
     for (j, byte) in out.iter_mut().enumerate() {
         // SAFETY: region 0 stays mapped (at least 32 KiB, the WAL-index page
-        // size, and every caller reads below 2 * WAL_INDEX_HEADER + 4) until
+        // size, and every caller reads below wal_index::HEADERS + 4) until
         // xShmUnmap, which clears the pointer. Other processes may write it,
         // hence volatile byte reads; the callers hold the lock under which
         // the field they read is stable (the WAL write lock for the header,
@@ -826,48 +807,17 @@ fn wal_index_bytes<const N: usize>(region0: *const u8, at: usize) -> Option<[u8;
 }
 
 /// The native-order 32-bit field at `at` (a multiple of 4) of region 0 of
-/// the WAL index, or `None` when no mapping is known.
+/// the WAL index, or `None` when no mapping is known (or `at` is not a
+/// field [`wal_index`] names).
 fn wal_index_u32(region0: *const u8, at: usize) -> Option<u32> {
-    if region0.is_null() {
+    if region0.is_null() || !at.is_multiple_of(4) || at + 4 > wal_index::HEADERS + 4 {
         return None;
     }
-    debug_assert!(at.is_multiple_of(4) && at + 4 <= 2 * WAL_INDEX_HEADER + 4);
     // SAFETY: as in wal_index_bytes; region 0 is the start of a mapping or
     // of a heap block (heap-memory WAL), so `region0 + at` is 4-byte
     // aligned, and one aligned load cannot tear.
     Some(unsafe { ptr::read_volatile(region0.add(at).cast::<u32>()) })
 }
-
-/// The number of frames the WAL index says the log holds (`mxFrame`, at
-/// offset 16 of the header, native byte order).
-fn wal_index_max_frame(region0: *const u8) -> Option<u32> {
-    wal_index_u32(region0, 16)
-}
-
-/// `nBackfill` of the WAL index (offset 96, the first field after the two
-/// copies of the header): the frames a checkpoint has copied into the
-/// database file.
-fn wal_index_backfill(region0: *const u8) -> Option<u32> {
-    wal_index_u32(region0, 2 * WAL_INDEX_HEADER)
-}
-
-/// True unless the WAL index in `region0` is yet to be built (its two
-/// header copies differ, or `isInit`, byte 12, is 0): a connection that
-/// takes the WAL write lock then is recovering the index, not about to
-/// append frames. With no mapping known, assume a writer.
-fn wal_index_initialised(region0: *const u8) -> bool {
-    match wal_index_bytes::<{ 2 * WAL_INDEX_HEADER }>(region0, 0) {
-        None => true,
-        Some(h) => h[12] != 0 && h[..WAL_INDEX_HEADER] == h[WAL_INDEX_HEADER..],
-    }
-}
-
-/// WAL checkpoints hold this shared-memory lock while they copy pages into
-/// the database file.
-const WAL_CKPT_LOCK: c_int = 1;
-/// The first of the read-mark locks; a reader holds one of them (shared)
-/// for the whole of a read transaction.
-const WAL_READ_LOCK_0: c_int = 3;
 
 unsafe extern "C" fn shim_shm_lock(
     file: *mut ffi::sqlite3_file,
@@ -878,51 +828,15 @@ unsafe extern "C" fn shim_shm_lock(
     guarded(ffi::SQLITE_IOERR_SHMLOCK, || {
         // SAFETY: file is an open ShimFile (version >= 2).
         let db = unsafe { open_db(file) };
-        let releasing_checkpoint = flags == (ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE)
-            && offset <= WAL_CKPT_LOCK
-            && WAL_CKPT_LOCK < offset + n;
-        let releasing_write_lock = flags == (ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE)
-            && offset == WAL_WRITE_LOCK;
-        if releasing_write_lock {
-            match wal_index_max_frame(db.shm_region0) {
-                Some(0) => db.monitor.wal_emptied(&mut log_warning),
-                Some(_) => db.monitor.wal_write_ending(&mut log_warning),
-                None => {}
-            }
-        }
-        if releasing_checkpoint {
+        let lock = ShmLock::decode(offset, n, flags);
+        if let Some(lock) = lock {
             let mut io = db.io();
-            db.monitor.commit_boundary(&mut io, &mut log_warning);
-            db.monitor.set_checkpointing(false);
+            db.monitor.before_shm_lock(&mut io, lock);
         }
         let rc = real_call!(db.real(), xShmLock, offset, n, flags);
-        if rc == ffi::SQLITE_OK
-            && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_SHARED)
-            && offset >= WAL_READ_LOCK_0
-        {
-            db.monitor.wal_read_starting();
-        }
-        let took_write_lock = rc == ffi::SQLITE_OK
-            && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE)
-            && offset == WAL_WRITE_LOCK;
-        // Only a write that will put the first frames into an empty WAL
-        // can find the copy without WAL_AHEAD: whoever wrote the frames
-        // already there set it, and it is cleared only while the WAL is
-        // empty. So a write into a WAL with frames costs nothing here.
-        if took_write_lock
-            && wal_index_max_frame(db.shm_region0).is_none_or(|n| n == 0)
-            && wal_index_initialised(db.shm_region0)
-        {
-            db.monitor.wal_write_starting(&mut log_warning);
-        }
-        let took_checkpoint = rc == ffi::SQLITE_OK
-            && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE)
-            && offset <= WAL_CKPT_LOCK
-            && WAL_CKPT_LOCK < offset + n;
-        if took_checkpoint {
-            db.monitor.set_checkpointing(true);
+        if let Some(lock) = lock.filter(|_| rc == ffi::SQLITE_OK) {
             let mut io = db.io();
-            db.monitor.checkpoint_started(&mut io, &mut log_warning);
+            db.monitor.shm_locked(&mut io, lock);
         }
         rc
     })

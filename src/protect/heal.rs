@@ -23,7 +23,8 @@
 //! plain SQLite would, and the verdict is remembered so the slow path does
 //! not run again for the same bytes.
 
-use super::{Disk, Monitor, Protection, Warn, LOCK_EXCLUSIVE, LOCK_SHARED};
+use super::recover::{escalate, Disk};
+use super::{Event, LockLevel, Monitor, Protection};
 use crate::dbfile::{self, DbHeader};
 use crate::dwr::format::crc32c;
 use crate::protect::DbIo;
@@ -140,14 +141,7 @@ impl Monitor {
     /// the end of the file, the rest zero-filled); replaces the bytes of
     /// each damaged protected page it covers with the copy's when the copy
     /// provably belongs to the file, and leaves every other byte alone.
-    pub fn on_read(
-        &mut self,
-        io: &mut dyn DbIo,
-        offset: u64,
-        data: &mut [u8],
-        short: bool,
-        warn: Warn,
-    ) {
+    pub fn on_read(&mut self, io: &mut dyn DbIo, offset: u64, data: &mut [u8], short: bool) {
         if !self.is_protected() {
             return;
         }
@@ -160,9 +154,9 @@ impl Monitor {
             && len >= 100
             && (len < ps || DbHeader::parse(data).is_ok_and(|h| h.page_size as u64 == len));
         if !short && ps != 0 && (len == ps && offset & (ps - 1) == 0 || page1) {
-            self.on_page_read(io, offset, data, true, warn);
+            self.on_page_read(io, offset, data, true);
         } else {
-            self.on_span_read(io, offset, data, short, warn);
+            self.on_span_read(io, offset, data, short);
         }
     }
 
@@ -176,10 +170,9 @@ impl Monitor {
         offset: u64,
         data: &mut [u8],
         extras: bool,
-        warn: Warn,
     ) -> bool {
         let healed = match self.classify(offset, data) {
-            Verdict::Suspicious(pgno) => self.heal(io, pgno, offset, data, warn),
+            Verdict::Suspicious(pgno) => self.heal(io, pgno, offset, data),
             Verdict::Fine => false,
         };
         // What classify_page1 asks for needs page 1 in hand.
@@ -193,11 +186,11 @@ impl Monitor {
         }
         if self.read.refresh_wanted {
             self.read.refresh_wanted = false;
-            self.refresh_while_reading(io, data, warn);
+            self.refresh_while_reading(io, data);
         }
         if self.read.confirm_wanted {
             self.read.confirm_wanted = false;
-            self.confirm_while_reading(io, data, warn);
+            self.confirm_while_reading(io, data);
         }
         healed
     }
@@ -208,14 +201,7 @@ impl Monitor {
     /// left as the file gave them.
     #[cold]
     #[inline(never)]
-    fn on_span_read(
-        &mut self,
-        io: &mut dyn DbIo,
-        offset: u64,
-        data: &mut [u8],
-        short: bool,
-        warn: Warn,
-    ) {
+    fn on_span_read(&mut self, io: &mut dyn DbIo, offset: u64, data: &mut [u8], short: bool) {
         if self.page_size == 0 {
             // Learn the page size from the copy.
             self.ensure_mirror();
@@ -261,9 +247,9 @@ impl Monitor {
             let whole = from == page_start && chunk_end == page_end;
             let header = pgno == 1 && from == 0 && chunk.len() >= 100;
             healed |= if whole || header {
-                self.on_page_read(io, from, chunk, true, warn)
+                self.on_page_read(io, from, chunk, true)
             } else {
-                self.on_partial_read(io, pgno, from - page_start, chunk, warn)
+                self.on_partial_read(io, pgno, from - page_start, chunk)
             };
         }
     }
@@ -278,7 +264,6 @@ impl Monitor {
         pgno: u32,
         skip: u64,
         data: &mut [u8],
-        warn: Warn,
     ) -> bool {
         let ps = self.page_size as usize;
         let skip = skip as usize;
@@ -297,7 +282,7 @@ impl Monitor {
             return false;
         }
         // Not SQLite's read of page 1: no refresh or confirmation from it.
-        let healed = self.on_page_read(io, page_start, &mut page, false, warn);
+        let healed = self.on_page_read(io, page_start, &mut page, false);
         if healed {
             data.copy_from_slice(&page[part]);
         }
@@ -307,9 +292,9 @@ impl Monitor {
     /// The change counter read ([`Self::note_counter_read`]) gave bytes
     /// other than the copy's: page 1 may be damaged, judge it as any
     /// partial read of page 1.
-    pub fn on_counter_mismatch(&mut self, io: &mut dyn DbIo, data: &mut [u8], warn: Warn) {
+    pub fn on_counter_mismatch(&mut self, io: &mut dyn DbIo, data: &mut [u8]) {
         if self.is_protected() && self.page_size != 0 {
-            self.on_partial_read(io, 1, COUNTER_OFFSET, data, warn);
+            self.on_partial_read(io, 1, COUNTER_OFFSET, data);
         }
     }
 
@@ -329,7 +314,7 @@ impl Monitor {
         } else if page1.get(18) == Some(&2) && super::wal_exists(&self.db_path) {
             false
         } else {
-            self.lock_level == LOCK_SHARED && io.lock(super::LOCK_RESERVED).is_ok()
+            self.lock_level == LockLevel::Shared && io.lock(LockLevel::Reserved).is_ok()
         }
     }
 
@@ -337,7 +322,7 @@ impl Monitor {
         if self.shm_mapped {
             let _ = io.checkpoint_lock(false);
         } else {
-            let _ = io.unlock(LOCK_SHARED);
+            let _ = io.unlock(LockLevel::Shared);
         }
     }
 
@@ -360,7 +345,7 @@ impl Monitor {
     }
 
     #[cold]
-    fn confirm_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8], warn: Warn) {
+    fn confirm_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8]) {
         if self.readonly || !self.is_protected() || !self.lock_out_writers(io, page1) {
             return;
         }
@@ -373,7 +358,7 @@ impl Monitor {
             Protection::Off { .. } => false,
         };
         if still_pending {
-            self.update_flags(false, 0, crate::dwr::format::FLAG_PENDING, warn);
+            self.update_flags(false, 0, crate::dwr::format::FLAG_PENDING);
         }
         self.let_writers_in(io);
     }
@@ -384,7 +369,7 @@ impl Monitor {
     /// meeting the file before then finds a current copy. Runs only if the
     /// lock that keeps writers out can be had without waiting.
     #[cold]
-    fn refresh_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8], warn: Warn) {
+    fn refresh_while_reading(&mut self, io: &mut dyn DbIo, page1: &[u8]) {
         if self.readonly || !self.is_protected() {
             return;
         }
@@ -403,7 +388,7 @@ impl Monitor {
         self.schema_touched = true;
         self.dirty = true;
         if let Err(e) = self.refresh(io) {
-            self.fail(&e, warn);
+            self.fail(&e);
         }
         self.let_writers_in(io);
     }
@@ -633,14 +618,7 @@ impl Monitor {
     /// The slow path: decide with the planner and serve the copy's image.
     /// Returns whether `data` now holds the copy's image.
     #[cold]
-    fn heal(
-        &mut self,
-        io: &mut dyn DbIo,
-        pgno: u32,
-        offset: u64,
-        data: &mut [u8],
-        warn: Warn,
-    ) -> bool {
+    fn heal(&mut self, io: &mut dyn DbIo, pgno: u32, offset: u64, data: &mut [u8]) -> bool {
         let crc = crc32c(data);
         let Protection::On(store) = &mut self.protection else {
             return false;
@@ -671,7 +649,7 @@ impl Monitor {
                 return false;
             }
         }
-        if self.lock_level == super::LOCK_NONE || (!self.shm_mapped && self.copy_is_wal_mode()) {
+        if self.lock_level == LockLevel::None || (!self.shm_mapped && self.copy_is_wal_mode()) {
             // No lock keeps writers out of these bytes (the header SQLite
             // reads at open, or page 1 of a WAL database before its WAL is
             // open): a read that raced a write can be torn. Damage reads
@@ -717,30 +695,31 @@ impl Monitor {
                 };
                 data.copy_from_slice(served);
                 let list = page_list(&pages);
-                warn(&format!(
+                self.warn(&format!(
                     "metadwr: {}: damaged page{} {list} served from the copy (generation {generation})",
                     self.db_path.display(),
                     if pages.len() == 1 { "" } else { "s" },
                 ));
-                self.last_event = Some(format!(
-                    "recovered: healed page{} {list} from generation {generation} on read",
-                    if pages.len() == 1 { "" } else { "s" },
-                ));
+                self.last_event = Some(Event::Healed {
+                    pages,
+                    generation,
+                    repair: None,
+                });
                 self.read.repair_pending = true;
                 if pgno == 1 {
                     self.read.trusted = data.len() == image.len();
                 }
-                self.try_repair_now(io, warn);
+                self.try_repair_now(io);
                 true
             }
             Plan::Refuse(why) => {
-                if !matches!(&self.last_event, Some(e) if e.starts_with("stale: ")) {
-                    warn(&format!(
+                if !matches!(self.last_event, Some(Event::Stale(_))) {
+                    self.warn(&format!(
                         "metadwr: {}: page {pgno} is damaged but the copy cannot be used: {why}",
                         self.db_path.display()
                     ));
                 }
-                self.last_event = Some(format!("stale: {why}"));
+                self.last_event = Some(Event::Stale(why));
                 self.read.declined.insert((pgno, crc));
                 false
             }
@@ -753,59 +732,63 @@ impl Monitor {
 
     /// Repairs the file now if an exclusive lock can be had without
     /// waiting; otherwise the repair waits for SQLite's next write lock.
-    fn try_repair_now(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    fn try_repair_now(&mut self, io: &mut dyn DbIo) {
         if self.readonly {
             self.read.repair_pending = false;
             return;
         }
         let held = self.lock_level;
-        if held == LOCK_EXCLUSIVE {
-            self.repair_if_pending(io, warn);
-        } else if held <= LOCK_SHARED && super::escalate(io, held).is_ok() {
-            self.repair_if_pending(io, warn);
+        if held == LockLevel::Exclusive {
+            self.repair_if_pending(io);
+        } else if held <= LockLevel::Shared && escalate(io, held).is_ok() {
+            self.repair_if_pending(io);
             let _ = io.unlock(held);
         }
     }
 
     /// Writes the copy over the damaged pages (re-planned under the lock the
     /// caller holds: exclusive, or the WAL checkpoint lock).
-    pub(super) fn repair_if_pending(&mut self, io: &mut dyn DbIo, warn: Warn) {
+    pub(super) fn repair_if_pending(&mut self, io: &mut dyn DbIo) {
         if !self.read.repair_pending || self.readonly {
             return;
         }
         self.read.repair_pending = false;
-        let healed = self.last_event.clone();
-        match self.recover_exclusive(io, warn) {
-            Ok(report) => {
-                self.last_event = Some(match healed {
-                    Some(h) if h.starts_with("recovered: healed") => {
-                        format!("{h}; file repaired: {report}")
-                    }
-                    _ => format!("recovered: {report}"),
+        let healed = match &self.last_event {
+            Some(Event::Healed {
+                pages, generation, ..
+            }) => Some((pages.clone(), *generation)),
+            _ => None,
+        };
+        let outcome = self.recover_exclusive(io);
+        if let Err(e) = &outcome {
+            self.warn(&format!(
+                "metadwr: {}: could not repair the file: {e}",
+                self.db_path.display()
+            ));
+        }
+        match (healed, outcome) {
+            // The reader was served the copy: say whether the file on disk
+            // was repaired too.
+            (Some((pages, generation)), outcome) => {
+                self.last_event = Some(Event::Healed {
+                    pages,
+                    generation,
+                    repair: Some(outcome),
                 });
             }
-            Err(e) => {
-                warn(&format!(
-                    "metadwr: {}: could not repair the file: {e}",
-                    self.db_path.display()
-                ));
-                // The reader was served the copy, but the file on disk is
-                // still damaged: say so in the status.
-                if let Some(h) = healed.filter(|h| h.starts_with("recovered: healed")) {
-                    self.last_event = Some(format!("{h}; file not repaired: {e}"));
-                }
-            }
+            (None, Ok(report)) => self.last_event = Some(Event::Recovered(report)),
+            (None, Err(_)) => {}
         }
     }
 
     /// The WAL checkpoint lock was taken: the checkpointer is the only
     /// writer of the database file, so a pending repair can run.
-    pub fn checkpoint_started(&mut self, io: &mut dyn DbIo, warn: Warn) {
-        self.repair_if_pending(io, warn);
+    pub(super) fn checkpoint_started(&mut self, io: &mut dyn DbIo) {
+        self.repair_if_pending(io);
     }
 }
 
-fn page_list(pages: &[u32]) -> String {
+pub(super) fn page_list(pages: &[u32]) -> String {
     pages
         .iter()
         .map(u32::to_string)

@@ -5,7 +5,7 @@
 //! exist only for databases opened through metadwr (the entry point
 //! re-opens an already open database through it, see `lib.rs`).
 
-use super::{DbIo, Enabled, Monitor, Warn};
+use super::{DbIo, Enabled, Monitor};
 use crate::dwr::store::SyncPolicy;
 
 /// Handles a pragma addressed to a metadwr file. `None` means "not ours":
@@ -15,13 +15,12 @@ pub fn pragma(
     io: &mut dyn DbIo,
     name: &str,
     value: Option<&str>,
-    warn: Warn,
 ) -> Option<Result<String, String>> {
     match name.to_ascii_lowercase().as_str() {
         "meta_double_write" => Some(match value.map(|v| v.trim().to_ascii_lowercase()) {
             None => Ok(monitor.status()),
             Some(v) if matches!(v.as_str(), "enabled" | "enable" | "on" | "true" | "1") => {
-                match monitor.enable(io, warn) {
+                match monitor.enable(io) {
                     Ok(Enabled::Enabled) => Ok("enabled".into()),
                     Ok(Enabled::Recovered(report)) => Ok(format!("recovered: {report}")),
                     Err(e) => Err(format!("meta_double_write: {e}")),
@@ -55,7 +54,7 @@ pub fn pragma(
         // is what is damaged.
         "meta_recover" => Some(match value {
             None => monitor
-                .recover(io, warn)
+                .recover(io)
                 .map_err(|e| format!("meta_recover: {e}")),
             Some(_) => Err("meta_recover takes no value: PRAGMA [schema.]meta_recover".into()),
         }),
