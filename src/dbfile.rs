@@ -938,7 +938,6 @@ pub fn check_schema_page(
 mod tests {
     use super::*;
     use std::path::Path;
-    use std::process::Command;
 
     const PS: usize = 512;
     type Pages = BTreeMap<u32, Vec<u8>>;
@@ -1681,26 +1680,7 @@ mod tests {
 
     const SQLITE3: &str = "/usr/bin/sqlite3";
 
-    fn sqlite(db: &Path, sql: &str) -> String {
-        use std::io::Write;
-        use std::process::Stdio;
-        let mut child = Command::new(SQLITE3)
-            .arg("-batch")
-            .arg(db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn sqlite3");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(sql.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "sqlite3 failed on {sql:.200}");
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::test_support::sqlite3_shell as sqlite;
 
     type Walked = (DbHeader, Vec<u8>, Vec<(u32, PageRole)>, Vec<u32>);
 

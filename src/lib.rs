@@ -22,5 +22,7 @@ pub mod protect;
 pub mod recovery;
 pub mod salvage;
 pub mod sidecar;
+#[cfg(test)]
+mod test_support;
 
 pub use ffi::entry::sqlite3_metadwr_init;

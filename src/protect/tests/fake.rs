@@ -606,25 +606,7 @@ pub fn images() -> &'static Images {
 }
 
 fn sqlite(db: &Path, sql: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("/usr/bin/sqlite3")
-        .arg("-batch")
-        .arg(db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn sqlite3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(sql.as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "sqlite3 failed on {sql:.200}"
-    );
+    crate::test_support::sqlite3_shell(db, sql);
 }
 
 fn make_images() -> Images {
