@@ -360,11 +360,17 @@ fn guarded<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
 }
 
 /// The VFS this one wraps.
-fn base_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
-    // SAFETY: `vfs` is one of the VFS objects built by `register`, whose
-    // pAppData is the base VFS it wraps; VFS objects are never freed.
+///
+/// # Safety
+/// `vfs` is the VFS object built by [`register`] (every VFS method receives
+/// it).
+pub(super) unsafe fn base_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
+    // SAFETY: `register` leaks the VFS object (it is never freed) and stores
+    // the base VFS, itself registered for the life of the process, in its
+    // pAppData, which nothing writes afterwards.
     unsafe { (*vfs).pAppData.cast() }
 }
+
 
 /// The OpenDb behind a wrapped file.
 ///
@@ -1173,29 +1179,47 @@ pub fn register() -> Result<(*mut ffi::sqlite3_vfs, bool), String> {
 
 /// Re-opens the already open `unix` main database `file` through metadwr,
 /// in place. Used by the entry point for connections opened before the
-/// extension was loaded.
+/// extension was loaded. On failure `file` is open through the base VFS
+/// again, as before, unless that open fails too.
 ///
 /// # Safety
 /// `file` must be the pager's open main-database file of a connection that
-/// holds no lock and has no WAL open (checked by the caller), opened by the
-/// base VFS of `vfs`; `z_name` its filename as SQLite stores it.
+/// holds no lock, has no page of it mapped and no WAL open (checked by the
+/// caller), opened by the base VFS of `vfs`, the metadwr VFS; no other
+/// thread may use the connection meanwhile; `z_name` is its filename as
+/// the pager passed it to xOpen (with the URI parameters after it), alive
+/// as long as the pager.
 pub unsafe fn reopen_in_place(
     vfs: *mut ffi::sqlite3_vfs,
     file: *mut ffi::sqlite3_file,
     z_name: *const c_char,
     flags: c_int,
 ) -> c_int {
-    let close = (*(*file).pMethods).xClose.unwrap();
-    let rc = close(file);
+    // SAFETY: `vfs` is the metadwr VFS (caller).
+    let base = unsafe { base_vfs(vfs) };
+    // The pager allocated `file` with the base VFS's szOsFile bytes, and a
+    // ShimFile must fit in them (it does in unix's, by far).
+    // SAFETY: `base` is a registered VFS, never freed.
+    if (unsafe { (*base).szOsFile } as usize) < std::mem::size_of::<ShimFile>() {
+        return ffi::SQLITE_CANTOPEN;
+    }
+    // SAFETY: `file` is open (caller), so its method table is valid and has
+    // xClose; the pager holds no lock, mapping or WAL on it and cannot run
+    // meanwhile (caller), so closing it under the pager is invisible to it.
+    // After xClose the memory is the pager's again, szOsFile bytes of it.
+    let rc = unsafe { (*(*file).pMethods).xClose.unwrap()(file) };
     if rc != ffi::SQLITE_OK {
         return rc;
     }
     let mut out = 0;
-    let rc = shim_open(vfs, z_name, file, flags, &mut out);
+    // SAFETY: `file` has room for a ShimFile (checked above), which is all
+    // shim_open writes there; `z_name` outlives the file (caller).
+    let rc = unsafe { shim_open(vfs, z_name, file, flags, &mut out) };
     if rc != ffi::SQLITE_OK {
         // Put the plain file back so the connection keeps working.
-        let base = base_vfs(vfs);
-        return (*base).xOpen.unwrap()(base, z_name, file, flags, &mut out);
+        // SAFETY: the memory holds szOsFile bytes of the base VFS, which
+        // opened a file there before; shim_open left pMethods null.
+        return unsafe { (*base).xOpen.unwrap()(base, z_name, file, flags, &mut out) };
     }
     rc
 }
