@@ -15,7 +15,12 @@
 //! The `unsafe` code that calls SQLite lives under `ffi/`, and in the
 //! salvage's output, which writes a new database through SQLite's API;
 //! `dwr/identity.rs` and `sidecar.rs` make system calls. Every callback
-//! catches panics: nothing unwinds into SQLite.
+//! catches panics: nothing unwinds into SQLite. A panic in the monitor's
+//! code (a bug) retires that file's monitor, which may be half-updated:
+//! protection of the file is off for the rest of the connection, with the
+//! reason `PRAGMA meta_double_write` reports, the `-dwr` is not written
+//! again, and the method completes as a plain forward to the real file
+//! ([`OpenDb::watch`]).
 
 use crate::dwr::file::{DwrFile, DwrOpener, OpenMode};
 use crate::dwr::store::SyncPolicy;
@@ -67,6 +72,13 @@ struct OpenDb {
     monitor: Monitor,
     /// Region 0 of the WAL index while it is mapped, else null.
     shm_region0: *const u8,
+    /// What a fresh monitor needs, should a panic retire this one.
+    path: PathBuf,
+    readonly: bool,
+    hook: PanicHook,
+    /// Set when even retiring a monitor that panicked panicked: no monitor
+    /// code runs for this file any more; the reason.
+    broken: Option<String>,
 }
 
 impl OpenDb {
@@ -76,6 +88,141 @@ impl OpenDb {
 
     fn io(&mut self) -> RealIo {
         RealIo(self.real(), self.shm_region0)
+    }
+
+    /// Runs monitor code for file method `method`.
+    ///
+    /// The monitor is safe Rust, but a bug in it could panic half-way
+    /// through an update and leave state that no longer describes the file
+    /// (a write it never noted, a generation half accounted for); a copy
+    /// written from such state need not match the file. So a panic here
+    /// retires the monitor (see [`Self::turn_off`]) and returns the reason
+    /// as `Err`; the method then goes on as a plain forward to the real
+    /// file, so that the user's statement does not fail, the rule for every
+    /// error on the `-dwr` path.
+    fn watch<R>(
+        &mut self,
+        method: &'static str,
+        f: impl FnOnce(&mut Monitor, &mut RealIo) -> R,
+    ) -> Result<R, String> {
+        if let Some(why) = &self.broken {
+            return Err(why.clone());
+        }
+        let mut io = self.io();
+        let monitor = &mut self.monitor;
+        let outcome = catching(&mut self.hook, method, || f(monitor, &mut io));
+        if let Err(why) = &outcome {
+            self.turn_off(why);
+        }
+        outcome
+    }
+
+    /// Turns protection of this file off after a panic, for `why`.
+    ///
+    /// The monitor that panicked is not asked to do anything more: it is
+    /// replaced by a fresh one that cannot open the `-dwr` at all (not even
+    /// for `PRAGMA meta_double_write=enabled`; reopening the database
+    /// protects it again), turned off with `why` as the reason `PRAGMA
+    /// meta_double_write` reports. It takes over the lock level, which the
+    /// VFS records outside any monitor code. Dropping the old monitor closes
+    /// its `-dwr`, whose previous generation is complete whatever the
+    /// panic interrupted (the store is double-buffered).
+    fn turn_off(&mut self, why: &str) {
+        let (path, readonly) = (&self.path, self.readonly);
+        let monitor = &mut self.monitor;
+        let replaced = catch_unwind(AssertUnwindSafe(|| {
+            let fresh =
+                retired_monitor(path, readonly, monitor.policy(), monitor.lock_level(), why);
+            drop(std::mem::replace(monitor, fresh));
+        }));
+        if replaced.is_err() {
+            log_warning(&format!(
+                "metadwr: protection of {} turned off: {why}",
+                self.path.display()
+            ));
+            self.broken = Some(why.to_owned());
+        }
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "panic"
+    }
+}
+
+/// Runs `f`, monitor code for file method `method`; a panic becomes the
+/// reason to turn protection off, `internal error in <method>: <message>`.
+/// The one place the test hook fires.
+fn catching<R>(
+    hook: &mut PanicHook,
+    method: &'static str,
+    f: impl FnOnce() -> R,
+) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(|| {
+        hook.fire(method);
+        f()
+    }))
+    .map_err(|payload| format!("internal error in {method}: {}", panic_message(&*payload)))
+}
+
+/// A test build's way to make monitor code panic (cargo feature
+/// `test-hooks`, never in a release of the extension): URI parameter
+/// `metadwr_test_panic=<method>` (`xOpen`, `xRead`, `xWrite`, `xSync`,
+/// `xLock`, `xUnlock`, `xFileControl`, `xShmLock`, ...) makes the monitor
+/// code of that file method panic, the first time it runs on that file.
+/// Without the feature this is an empty type and `fire` does nothing.
+#[derive(Default)]
+struct PanicHook {
+    #[cfg(feature = "test-hooks")]
+    method: Option<String>,
+}
+
+impl PanicHook {
+    #[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+    fn from_uri(z_name: *const c_char) -> PanicHook {
+        #[cfg(feature = "test-hooks")]
+        {
+            // SAFETY: as in `policy_for`: `z_name` is the name SQLite passed
+            // to xOpen, with its URI parameters after it.
+            let v = unsafe { ffi::sqlite3_uri_parameter(z_name, c"metadwr_test_panic".as_ptr()) };
+            if v.is_null() {
+                return PanicHook::default();
+            }
+            // SAFETY: a non-null answer is a NUL-terminated string.
+            let method = unsafe { CStr::from_ptr(v) }.to_string_lossy().into_owned();
+            PanicHook {
+                method: Some(method),
+            }
+        }
+        #[cfg(not(feature = "test-hooks"))]
+        PanicHook::default()
+    }
+
+    #[inline(always)]
+    #[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+    fn fire(&mut self, method: &str) {
+        #[cfg(feature = "test-hooks")]
+        if self.method.take_if(|m| m == method).is_some() {
+            panic!("metadwr test hook: panic in {method}");
+        }
+    }
+}
+
+/// The opener of a monitor that replaced one that panicked: the `-dwr` is
+/// not opened again on this connection.
+struct NoDwr;
+
+impl DwrOpener for NoDwr {
+    fn open(&self, _: &std::path::Path, _: OpenMode) -> std::io::Result<Box<dyn DwrFile>> {
+        Err(std::io::Error::other(
+            "not opened again after an internal error on this connection; reopen the database",
+        ))
     }
 }
 
@@ -354,9 +501,33 @@ pub fn log_warning(msg: &str) {
     }
 }
 
-/// Runs `f`, turning a panic into `on_panic`.
+/// Runs `f`, turning a panic into `on_panic`: nothing unwinds into SQLite.
 fn guarded<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
+}
+
+/// The body of file method `method` of a wrapped file, on its OpenDb.
+/// Monitor code inside runs under [`OpenDb::watch`], which catches its own
+/// panics; a panic that escapes `body` came from the glue around it: it
+/// turns protection off all the same and becomes `on_panic`. Nothing unwinds
+/// into SQLite.
+#[inline(always)]
+fn on_file<T>(
+    db: &mut OpenDb,
+    method: &'static str,
+    on_panic: T,
+    body: impl FnOnce(&mut OpenDb) -> T,
+) -> T {
+    match catch_unwind(AssertUnwindSafe(|| body(db))) {
+        Ok(v) => v,
+        Err(payload) => {
+            db.turn_off(&format!(
+                "internal error in {method}: {}",
+                panic_message(&*payload)
+            ));
+            on_panic
+        }
+    }
 }
 
 /// The VFS this one wraps.
@@ -371,20 +542,29 @@ pub(super) unsafe fn base_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_v
     unsafe { (*vfs).pAppData.cast() }
 }
 
-
 /// The OpenDb behind a wrapped file.
 ///
 /// # Safety
-/// `file` must be a ShimFile opened by `shim_open` and not yet closed.
+/// `file` is a ShimFile opened by `shim_open` and not yet closed, which is
+/// what SQLite passes to every file method but xOpen; and no other
+/// reference to its OpenDb is in use. SQLite calls the methods of one file
+/// from one thread at a time (under the connection's mutex, or by the
+/// application's own serialisation in no-mutex mode), and the methods here
+/// do not call each other through `file`.
 unsafe fn open_db<'a>(file: *mut ffi::sqlite3_file) -> &'a mut OpenDb {
-    &mut *(*(file as *mut ShimFile)).open
+    // SAFETY: shim_open stored in `open` the OpenDb it leaked, which lives
+    // until shim_close takes it back; exclusive per the caller.
+    unsafe { &mut *(*(file as *mut ShimFile)).open }
 }
 
 /// Sync policy for a file: URI parameter `dwr_sync`, else the environment
 /// variable `METADWR_SYNC`, else periodic.
-fn policy_for(z_name: *const c_char) -> SyncPolicy {
+///
+/// # Safety
+/// `z_name` is a main database name as SQLite passes it to xOpen.
+unsafe fn policy_for(z_name: *const c_char) -> SyncPolicy {
     // SAFETY: z_name is the main database name SQLite passed to xOpen, which
-    // carries its URI parameters after the path.
+    // carries its URI parameters after the path (caller).
     let uri = unsafe { ffi::sqlite3_uri_parameter(z_name, c"dwr_sync".as_ptr()) };
     if !uri.is_null() {
         // SAFETY: sqlite3_uri_parameter returns a NUL-terminated string.
@@ -410,6 +590,29 @@ fn forced_by_environment() -> bool {
     )
 }
 
+/// The monitor of a file whose monitor code panicked: one that never opens
+/// the `-dwr`, off with `why` as its reason, at lock level `lock_level`.
+fn retired_monitor(
+    path: &std::path::Path,
+    readonly: bool,
+    policy: SyncPolicy,
+    lock_level: c_int,
+    why: &str,
+) -> Monitor {
+    let mut m = Monitor::new(path, readonly, policy, false, Arc::new(NoDwr), &mut |_| {});
+    m.lock_taken(lock_level);
+    m.fail(why, &mut log_warning);
+    m
+}
+
+/// xOpen: a main database gets a ShimFile over a real file of the base VFS;
+/// every other file is the base VFS's own, opened in place.
+///
+/// # Safety
+/// SQLite's contract for xOpen: `vfs` is this VFS; `file` has this VFS's
+/// szOsFile bytes, 8-byte aligned; `z_name` is null or a NUL-terminated name
+/// (a main database's with its URI parameters after it) that outlives the
+/// file; `out_flags` is null or writable.
 unsafe extern "C" fn shim_open(
     vfs: *mut ffi::sqlite3_vfs,
     z_name: *const c_char,
@@ -418,16 +621,20 @@ unsafe extern "C" fn shim_open(
     out_flags: *mut c_int,
 ) -> c_int {
     guarded(ffi::SQLITE_CANTOPEN, || {
-        let base = base_vfs(vfs);
-        // SAFETY: base is the live unix VFS; SQLite guarantees `file` has
-        // szOsFile bytes, which `register` made at least unix's szOsFile.
+        // SAFETY: `vfs` is this VFS (caller).
+        let base = unsafe { base_vfs(vfs) };
+        // SAFETY: `base` is a registered VFS, never freed; every VFS has
+        // xOpen.
         let base_open = unsafe { (*base).xOpen.unwrap() };
         if flags & ffi::SQLITE_OPEN_MAIN_DB == 0 || z_name.is_null() {
+            // SAFETY: SQLite's arguments, passed on; `file` has at least
+            // the base VFS's szOsFile bytes, since `register` made ours the
+            // larger of the two.
             return unsafe { base_open(base, z_name, file, flags, out_flags) };
         }
         // SAFETY: as above, for reading szOsFile.
         let words = (unsafe { (*base).szOsFile } as usize).div_ceil(8);
-        // SAFETY: z_name is a NUL-terminated path from SQLite.
+        // SAFETY: z_name is a NUL-terminated path (caller).
         let path = PathBuf::from(OsStr::from_bytes(
             unsafe { CStr::from_ptr(z_name) }.to_bytes(),
         ));
@@ -439,14 +646,17 @@ unsafe extern "C" fn shim_open(
         };
         let mut real = vec![0u64; words.max(1)].into_boxed_slice();
         let real_file: *mut ffi::sqlite3_file = real.as_mut_ptr().cast();
-        // SAFETY: `real` has room for a base-VFS file; SQLite's contract for
-        // xOpen is that on failure pMethods is left NULL or set to a
-        // closable table.
+        // SAFETY: `real` has room for a base-VFS file, 8-byte aligned, and
+        // lives in the OpenDb as long as the file; `z_name` outlives the
+        // file (caller). SQLite's contract for xOpen is that on failure
+        // pMethods is left NULL or set to a closable table.
         let rc = unsafe { base_open(base, z_name, real_file, flags, out) };
         let shim = file as *mut ShimFile;
         if rc != ffi::SQLITE_OK {
             // SAFETY: a failed open may still have set pMethods (unix does
-            // not, but the VFS contract allows it); close it if so.
+            // not, but the VFS contract allows it); close it if so. `file`
+            // has room for a ShimFile (register), and a null pMethods tells
+            // SQLite not to close it.
             unsafe {
                 if !(*real_file).pMethods.is_null() {
                     (*(*real_file).pMethods).xClose.unwrap()(real_file);
@@ -457,23 +667,51 @@ unsafe extern "C" fn shim_open(
         }
         // SAFETY: *out was written by the successful xOpen.
         let readonly = unsafe { *out } & ffi::SQLITE_OPEN_READONLY != 0;
+        // SAFETY: `z_name` is the main database name SQLite passed (caller).
+        let (policy, mut hook) = unsafe { (policy_for(z_name), PanicHook::from_uri(z_name)) };
         let opener = Arc::new(VfsOpener { base });
-        let monitor = Monitor::new(
-            &path,
-            readonly,
-            policy_for(z_name),
-            forced_by_environment(),
-            opener,
-            &mut log_warning,
-        );
+        // Opening the -dwr is on the -dwr path too: a panic there must not
+        // fail the open. The file then gets a monitor that is off, with the
+        // reason, and never opens the -dwr.
+        let monitor = catching(&mut hook, "xOpen", || {
+            Monitor::new(
+                &path,
+                readonly,
+                policy,
+                forced_by_environment(),
+                opener,
+                &mut log_warning,
+            )
+        })
+        .or_else(|why| {
+            catch_unwind(AssertUnwindSafe(|| {
+                retired_monitor(&path, readonly, policy, 0, &why)
+            }))
+        });
+        let Ok(monitor) = monitor else {
+            // SAFETY: the open succeeded, so the real file has a method
+            // table with xClose; it is closed exactly once, here, and the
+            // shim left unopened as above.
+            unsafe {
+                (*(*real_file).pMethods).xClose.unwrap()(real_file);
+                (*shim).base.pMethods = ptr::null();
+            }
+            return ffi::SQLITE_CANTOPEN;
+        };
         let mut db = Box::new(OpenDb {
             real,
             monitor,
             shm_region0: ptr::null(),
+            path,
+            readonly,
+            hook,
+            broken: None,
         });
         // SAFETY: the real file is open, so its pMethods is valid.
         let version = unsafe { (*(*db.real()).pMethods).iVersion };
-        // SAFETY: `file` has room for a ShimFile (szOsFile >= its size).
+        // SAFETY: `file` has room for a ShimFile (szOsFile >= its size, see
+        // `register`); the OpenDb is leaked into it until shim_close, and
+        // the method table set last makes it an open file for SQLite.
         unsafe {
             (*shim).open = Box::into_raw(db);
             (*shim).base.pMethods = methods_for_version(version);
@@ -490,71 +728,92 @@ fn methods_for_version(version: c_int) -> *const ffi::sqlite3_io_methods {
     }
 }
 
+// The file methods. Each is called by SQLite under its contract for that
+// method: `file` is open (a ShimFile from shim_open, until xClose), used by
+// one thread at a time, and the buffers and result slots are valid for the
+// lengths given, for the duration of the call. Their `# Safety` sections
+// say only what the method adds.
+
+/// xClose: brings the copy up to date, closes the real file and frees the
+/// OpenDb.
+///
+/// # Safety
+/// No method of `file` is called afterwards.
 unsafe extern "C" fn shim_close(file: *mut ffi::sqlite3_file) -> c_int {
-    guarded(ffi::SQLITE_IOERR_CLOSE, || {
-        // SAFETY: SQLite calls xClose once on an open ShimFile; afterwards
-        // nothing refers to the OpenDb, so it is freed here.
-        let shim = file as *mut ShimFile;
-        let mut db = unsafe { Box::from_raw((*shim).open) };
-        unsafe { (*shim).open = ptr::null_mut() };
-        let mut io = db.io();
-        db.monitor.close(&mut io, &mut log_warning);
+    let shim = file as *mut ShimFile;
+    // SAFETY: `file` is an open ShimFile, whose `open` shim_open leaked.
+    // SQLite calls xClose once and nothing after it, so the OpenDb is taken
+    // back here, and `open` cleared, so that nothing can reach it again.
+    let mut db = unsafe { Box::from_raw(std::mem::replace(&mut (*shim).open, ptr::null_mut())) };
+    on_file(&mut db, "xClose", ffi::SQLITE_IOERR_CLOSE, |db| {
+        // A panic here turns protection off; the file is closed all the same.
+        let _ = db.watch("xClose", |m, io| m.close(io, &mut log_warning));
         real_call!(db.real(), xClose)
     })
 }
 
+/// xRead.
+///
+/// # Safety
+/// `buf` has `amt` writable bytes.
 unsafe extern "C" fn shim_read(
     file: *mut ffi::sqlite3_file,
     buf: *mut c_void,
     amt: c_int,
     off: i64,
 ) -> c_int {
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
     // The common case, a page no copy watches, is decided before the read
     // and ends in a tail call. Nothing here can panic, and watched_read is
     // `extern "C"` and catches its own panics, so the guard costs no
     // instructions.
-    guarded(ffi::SQLITE_IOERR_READ, || {
-        // SAFETY: file is an open ShimFile (SQLite only calls methods on open files).
-        let db = unsafe { open_db(file) };
+    on_file(db, "xRead", ffi::SQLITE_IOERR_READ, |db| {
         if amt <= 0 || !db.monitor.read_is_watched(off as u64, amt as usize) {
             return real_call!(db.real(), xRead, buf, amt, off);
         }
-        // SAFETY: the arguments are SQLite's, passed on unchanged.
-        unsafe { watched_read(file, buf, amt, off) }
+        // SAFETY: SQLite's buffer, passed on unchanged.
+        unsafe { watched_read(db, buf, amt, off) }
     })
 }
 
 /// A read the monitor wants to see: the change counter read that starts a
 /// rollback-mode transaction, page 1, a page that may be protected, or a
 /// read of any offset and length that covers one of them.
+///
+/// # Safety
+/// `buf` has `amt` writable bytes.
 #[inline(never)]
 unsafe extern "C" fn watched_read(
-    file: *mut ffi::sqlite3_file,
+    db: &mut OpenDb,
     buf: *mut c_void,
     amt: c_int,
     off: i64,
 ) -> c_int {
-    guarded(ffi::SQLITE_IOERR_READ, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
+    on_file(db, "xRead", ffi::SQLITE_IOERR_READ, |db| {
         let rc = real_call!(db.real(), xRead, buf, amt, off);
         let short = rc == ffi::SQLITE_IOERR_SHORT_READ;
         if rc == ffi::SQLITE_OK || short {
             // SAFETY: on success xRead filled all `amt` (> 0) bytes of
             // `buf`; on a short read it filled what the file holds and
             // zero-filled the rest (the VFS contract). SQLite, or whoever
-            // calls xRead, owns `buf` for the duration of this call.
+            // calls xRead, owns `buf` for the duration of this call; no
+            // other reference to it exists here.
             let data = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, amt as usize) };
-            if !short && Monitor::is_counter_read(off as u64, data.len()) {
-                if !db.monitor.note_counter_read(data) {
-                    let mut io = db.io();
-                    db.monitor
-                        .on_counter_mismatch(&mut io, data, &mut log_warning);
+            let watched = db.watch("xRead", |monitor, io| {
+                if !short && Monitor::is_counter_read(off as u64, data.len()) {
+                    if !monitor.note_counter_read(data) {
+                        monitor.on_counter_mismatch(io, data, &mut log_warning);
+                    }
+                } else {
+                    monitor.on_read(io, off as u64, data, short, &mut log_warning);
                 }
-            } else {
-                let mut io = db.io();
-                db.monitor
-                    .on_read(&mut io, off as u64, data, short, &mut log_warning);
+            });
+            if watched.is_err() {
+                // The monitor may have left part of a healing in `buf`:
+                // read again, so that SQLite gets the file's bytes, as
+                // without metadwr.
+                return real_call!(db.real(), xRead, buf, amt, off);
             }
         }
         // The result code is the base VFS's: a short read stays one, with
@@ -563,66 +822,90 @@ unsafe extern "C" fn watched_read(
     })
 }
 
+/// xWrite.
+///
+/// # Safety
+/// `buf` has `amt` readable bytes.
 unsafe extern "C" fn shim_write(
     file: *mut ffi::sqlite3_file,
     buf: *const c_void,
     amt: c_int,
     off: i64,
 ) -> c_int {
-    guarded(ffi::SQLITE_IOERR_WRITE, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xWrite", ffi::SQLITE_IOERR_WRITE, |db| {
         let rc = real_call!(db.real(), xWrite, buf, amt, off);
         if rc == ffi::SQLITE_OK && amt > 0 {
             // SAFETY: SQLite passes `amt` readable bytes at `buf`, valid for
             // the duration of this call.
             let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
-            db.monitor.note_write(off as u64, data);
+            let _ = db.watch("xWrite", |m, _| m.note_write(off as u64, data));
         }
         rc
     })
 }
 
+/// xTruncate.
+///
+/// # Safety
+/// Nothing beyond SQLite's contract for file methods.
 unsafe extern "C" fn shim_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    guarded(ffi::SQLITE_IOERR_TRUNCATE, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xTruncate", ffi::SQLITE_IOERR_TRUNCATE, |db| {
         let rc = real_call!(db.real(), xTruncate, size);
         if rc == ffi::SQLITE_OK {
-            db.monitor.note_truncate(size as u64);
+            let _ = db.watch("xTruncate", |m, _| m.note_truncate(size as u64));
         }
         rc
     })
 }
 
+/// xSync: the monitor runs the real sync itself, with what comes with it.
+///
+/// # Safety
+/// Nothing beyond SQLite's contract for file methods.
 unsafe extern "C" fn shim_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    guarded(ffi::SQLITE_IOERR_FSYNC, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xSync", ffi::SQLITE_IOERR_FSYNC, |db| {
         let real = db.real();
-        let mut io = db.io();
-        db.monitor.around_database_sync(
-            &mut io,
-            &mut || real_call!(real, xSync, flags),
-            &mut log_warning,
-        )
+        let mut synced = None;
+        let watched = db.watch("xSync", |m, io| {
+            let mut sync = || *synced.insert(real_call!(real, xSync, flags));
+            m.around_database_sync(io, &mut sync, &mut log_warning)
+        });
+        // After a panic the real sync's own result stands, or, if the panic
+        // came before it, the sync is done now.
+        watched.unwrap_or_else(|_| synced.unwrap_or_else(|| real_call!(real, xSync, flags)))
     })
 }
 
+/// xFileSize.
+///
+/// # Safety
+/// `size` is writable.
 unsafe extern "C" fn shim_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    guarded(ffi::SQLITE_IOERR_FSTAT, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xFileSize", ffi::SQLITE_IOERR_FSTAT, |db| {
         real_call!(db.real(), xFileSize, size)
     })
 }
 
+/// xLock.
+///
+/// # Safety
+/// Nothing beyond SQLite's contract for file methods.
 unsafe extern "C" fn shim_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    guarded(ffi::SQLITE_IOERR_LOCK, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xLock", ffi::SQLITE_IOERR_LOCK, |db| {
         let rc = real_call!(db.real(), xLock, level);
         if rc == ffi::SQLITE_OK {
+            // Recorded outside `watch` (it cannot panic): a monitor that
+            // replaces one that panicked takes the level over.
             if let Some(previous) = db.monitor.lock_taken(level) {
                 exclusive_taken(db, previous);
             }
@@ -633,15 +916,19 @@ unsafe extern "C" fn shim_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_
 
 #[inline(never)]
 fn exclusive_taken(db: &mut OpenDb, previous: c_int) {
-    let mut io = db.io();
-    db.monitor
-        .exclusive_taken(&mut io, previous, &mut log_warning);
+    let _ = db.watch("xLock", |m, io| {
+        m.exclusive_taken(io, previous, &mut log_warning)
+    });
 }
 
+/// xUnlock.
+///
+/// # Safety
+/// Nothing beyond SQLite's contract for file methods.
 unsafe extern "C" fn shim_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    guarded(ffi::SQLITE_IOERR_UNLOCK, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xUnlock", ffi::SQLITE_IOERR_UNLOCK, |db| {
         if db.monitor.before_unlock(level) {
             // The copy must be current before other writers can get in.
             before_unlock(db, level);
@@ -656,128 +943,160 @@ unsafe extern "C" fn shim_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> 
 
 #[inline(never)]
 fn before_unlock(db: &mut OpenDb, level: c_int) {
-    let mut io = db.io();
-    db.monitor.commit_boundary(&mut io, &mut log_warning);
-    if level == ffi::SQLITE_LOCK_NONE {
-        db.monitor.unlocking_fully(&mut io, &mut log_warning);
-    }
+    let _ = db.watch("xUnlock", |m, io| {
+        m.commit_boundary(io, &mut log_warning);
+        if level == ffi::SQLITE_LOCK_NONE {
+            m.unlocking_fully(io, &mut log_warning);
+        }
+    });
 }
 
+/// xCheckReservedLock.
+///
+/// # Safety
+/// `out` is writable.
 unsafe extern "C" fn shim_check_reserved_lock(
     file: *mut ffi::sqlite3_file,
     out: *mut c_int,
 ) -> c_int {
-    guarded(ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
-        real_call!(db.real(), xCheckReservedLock, out)
-    })
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(
+        db,
+        "xCheckReservedLock",
+        ffi::SQLITE_IOERR_CHECKRESERVEDLOCK,
+        |db| real_call!(db.real(), xCheckReservedLock, out),
+    )
 }
 
+/// xFileControl: the metadwr pragmas, the requests of the SQL functions,
+/// the commit boundary of COMMIT_PHASETWO, the VFS name; the rest goes to
+/// the real file.
+///
+/// # Safety
+/// `arg` is what `op` takes: a `char*[3]` for SQLITE_FCNTL_PRAGMA, a
+/// `char**` for SQLITE_FCNTL_VFSNAME, a live RecoverRequest or
+/// SalvageRequest for this crate's own opcodes (`functions.rs` sends them).
 unsafe extern "C" fn shim_file_control(
     file: *mut ffi::sqlite3_file,
     op: c_int,
     arg: *mut c_void,
 ) -> c_int {
-    guarded(ffi::SQLITE_ERROR, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
-        match op {
-            ffi::SQLITE_FCNTL_PRAGMA => {
-                // SAFETY: for SQLITE_FCNTL_PRAGMA, arg is char*[3]: result
-                // slot, pragma name, and value (NULL for a query).
-                let args = arg as *mut *mut c_char;
-                let (name, value) = unsafe {
-                    let v = *args.add(2);
-                    (
-                        CStr::from_ptr(*args.add(1)).to_string_lossy().into_owned(),
-                        (!v.is_null()).then(|| CStr::from_ptr(v).to_string_lossy().into_owned()),
-                    )
-                };
-                let mut io = db.io();
-                match crate::protect::pragma::pragma(
-                    &mut db.monitor,
-                    &mut io,
-                    &name,
-                    value.as_deref(),
-                    &mut log_warning,
-                ) {
-                    None => real_call!(db.real(), xFileControl, op, arg),
-                    Some(Ok(answer)) => {
-                        // SAFETY: args[0] is SQLite's result slot.
-                        unsafe { *args = super::sqlite_string(&answer) };
-                        ffi::SQLITE_OK
-                    }
-                    Some(Err(message)) => {
-                        // SAFETY: as above; SQLite reports it as the error.
-                        unsafe { *args = super::sqlite_string(&message) };
-                        ffi::SQLITE_ERROR
-                    }
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xFileControl", ffi::SQLITE_ERROR, |db| match op {
+        ffi::SQLITE_FCNTL_PRAGMA => {
+            let args = arg as *mut *mut c_char;
+            // SAFETY: for SQLITE_FCNTL_PRAGMA, arg is char*[3] (caller):
+            // result slot, pragma name, and value (NULL for a query), the
+            // strings NUL-terminated.
+            let (name, value) = unsafe {
+                let v = *args.add(2);
+                (
+                    CStr::from_ptr(*args.add(1)).to_string_lossy().into_owned(),
+                    (!v.is_null()).then(|| CStr::from_ptr(v).to_string_lossy().into_owned()),
+                )
+            };
+            let answer = db.watch("xFileControl", |m, io| {
+                crate::protect::pragma::pragma(m, io, &name, value.as_deref(), &mut log_warning)
+            });
+            let (rc, text) = match answer {
+                Ok(None) => return real_call!(db.real(), xFileControl, op, arg),
+                Ok(Some(Ok(answer))) => (ffi::SQLITE_OK, answer),
+                Ok(Some(Err(message))) => (ffi::SQLITE_ERROR, message),
+                // Not knowing whether the pragma was ours, the real file
+                // gets it too: it ignores pragmas it does not know.
+                Err(_) if !name.to_ascii_lowercase().starts_with("meta_") => {
+                    return real_call!(db.real(), xFileControl, op, arg);
                 }
-            }
-            FCNTL_RECOVER => {
-                // SAFETY: only `sql::meta_recover` sends this opcode, with a
-                // pointer to a live RecoverRequest.
-                let req = unsafe { &mut *(arg as *mut RecoverRequest) };
-                let mut io = db.io();
-                req.outcome = Some(db.monitor.recover(&mut io, &mut log_warning));
-                ffi::SQLITE_OK
-            }
-            FCNTL_SALVAGE => {
-                // SAFETY: only `sql::meta_salvage` sends this opcode, with a
-                // pointer to a live SalvageRequest.
-                let req = unsafe { &mut *(arg as *mut SalvageRequest) };
-                let mut io = db.io();
-                req.outcome = Some(db.monitor.salvage(&mut io, &req.out));
-                ffi::SQLITE_OK
-            }
-            ffi::SQLITE_FCNTL_COMMIT_PHASETWO => {
-                // Sent after every commit, before the unlock. With
-                // locking_mode=EXCLUSIVE and synchronous=OFF it is the only
-                // commit boundary there is.
-                let mut io = db.io();
-                db.monitor.commit_boundary(&mut io, &mut log_warning);
-                real_call!(db.real(), xFileControl, op, arg)
-            }
-            ffi::SQLITE_FCNTL_VFSNAME => {
-                let rc = real_call!(db.real(), xFileControl, op, arg);
-                if rc == ffi::SQLITE_OK {
-                    // SAFETY: for VFSNAME, arg is a char** the VFS fills with
-                    // a string from sqlite3_malloc.
-                    unsafe {
-                        let slot = arg as *mut *mut c_char;
-                        let inner = if (*slot).is_null() {
-                            String::new()
-                        } else {
-                            CStr::from_ptr(*slot).to_string_lossy().into_owned()
-                        };
-                        ffi::sqlite3_free((*slot).cast());
-                        *slot = super::sqlite_string(&format!("metadwr/{inner}"));
-                    }
-                }
-                rc
-            }
-            _ => real_call!(db.real(), xFileControl, op, arg),
+                Err(why) => (ffi::SQLITE_ERROR, format!("{name}: {why}")),
+            };
+            // SAFETY: args[0] is SQLite's result slot (caller); it frees
+            // the sqlite3_malloc'ed answer or error message.
+            unsafe { *args = super::sqlite_string(&text) };
+            rc
         }
+        FCNTL_RECOVER => {
+            // SAFETY: only `functions::meta_recover` sends this opcode, with
+            // a pointer to a live RecoverRequest (caller).
+            let req = unsafe { &mut *(arg as *mut RecoverRequest) };
+            req.outcome = Some(
+                db.watch("xFileControl", |m, io| m.recover(io, &mut log_warning))
+                    .unwrap_or_else(Err),
+            );
+            ffi::SQLITE_OK
+        }
+        FCNTL_SALVAGE => {
+            // SAFETY: only `functions::meta_salvage` sends this opcode, with
+            // a pointer to a live SalvageRequest (caller).
+            let req = unsafe { &mut *(arg as *mut SalvageRequest) };
+            req.outcome = Some(
+                db.watch("xFileControl", |m, io| m.salvage(io, &req.out))
+                    .unwrap_or_else(Err),
+            );
+            ffi::SQLITE_OK
+        }
+        ffi::SQLITE_FCNTL_COMMIT_PHASETWO => {
+            // Sent after every commit, before the unlock. With
+            // locking_mode=EXCLUSIVE and synchronous=OFF it is the only
+            // commit boundary there is.
+            let _ = db.watch("xFileControl", |m, io| {
+                m.commit_boundary(io, &mut log_warning)
+            });
+            real_call!(db.real(), xFileControl, op, arg)
+        }
+        ffi::SQLITE_FCNTL_VFSNAME => {
+            let rc = real_call!(db.real(), xFileControl, op, arg);
+            if rc == ffi::SQLITE_OK {
+                // SAFETY: for VFSNAME, arg is a char** (caller) that the VFS
+                // filled with a string from sqlite3_malloc, or left NULL;
+                // it is replaced by another such string, the old one freed.
+                unsafe {
+                    let slot = arg as *mut *mut c_char;
+                    let inner = if (*slot).is_null() {
+                        String::new()
+                    } else {
+                        CStr::from_ptr(*slot).to_string_lossy().into_owned()
+                    };
+                    ffi::sqlite3_free((*slot).cast());
+                    *slot = super::sqlite_string(&format!("metadwr/{inner}"));
+                }
+            }
+            rc
+        }
+        _ => real_call!(db.real(), xFileControl, op, arg),
     })
 }
 
+/// xSectorSize.
+///
+/// # Safety
+/// Nothing beyond SQLite's contract for file methods.
 unsafe extern "C" fn shim_sector_size(file: *mut ffi::sqlite3_file) -> c_int {
-    guarded(4096, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xSectorSize", 4096, |db| {
         real_call!(db.real(), xSectorSize)
     })
 }
 
+/// xDeviceCharacteristics.
+///
+/// # Safety
+/// Nothing beyond SQLite's contract for file methods.
 unsafe extern "C" fn shim_device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    guarded(0, || {
-        // SAFETY: file is an open ShimFile.
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xDeviceCharacteristics", 0, |db| {
         real_call!(db.real(), xDeviceCharacteristics)
     })
 }
 
+/// xShmMap (tables of version 2 and up, installed only over a real file
+/// that has it).
+///
+/// # Safety
+/// `out` is writable.
 unsafe extern "C" fn shim_shm_map(
     file: *mut ffi::sqlite3_file,
     region: c_int,
@@ -785,16 +1104,15 @@ unsafe extern "C" fn shim_shm_map(
     extend: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
-    guarded(ffi::SQLITE_IOERR_SHMMAP, || {
-        // SAFETY: file is an open ShimFile whose real file has version >= 2
-        // (this table is only installed then).
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xShmMap", ffi::SQLITE_IOERR_SHMMAP, |db| {
         let rc = real_call!(db.real(), xShmMap, region, size, extend, out);
         if rc == ffi::SQLITE_OK {
-            db.monitor.set_shm_mapped(true);
+            let _ = db.watch("xShmMap", |m, _| m.set_shm_mapped(true));
             if region == 0 {
                 // SAFETY: on success xShmMap stored a pointer (possibly null)
-                // in the caller's `out`.
+                // in the caller's `out`; it stays mapped until xShmUnmap.
                 db.shm_region0 = unsafe { *out } as *const u8;
             }
         }
@@ -875,38 +1193,45 @@ const WAL_CKPT_LOCK: c_int = 1;
 /// for the whole of a read transaction.
 const WAL_READ_LOCK_0: c_int = 3;
 
+/// xShmLock: the WAL's write, checkpoint and read locks are events for the
+/// monitor.
+///
+/// # Safety
+/// Nothing beyond SQLite's contract for file methods.
 unsafe extern "C" fn shim_shm_lock(
     file: *mut ffi::sqlite3_file,
     offset: c_int,
     n: c_int,
     flags: c_int,
 ) -> c_int {
-    guarded(ffi::SQLITE_IOERR_SHMLOCK, || {
-        // SAFETY: file is an open ShimFile (version >= 2).
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xShmLock", ffi::SQLITE_IOERR_SHMLOCK, |db| {
+        let region0 = db.shm_region0;
         let releasing_checkpoint = flags == (ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE)
             && offset <= WAL_CKPT_LOCK
             && WAL_CKPT_LOCK < offset + n;
         let releasing_write_lock = flags == (ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE)
             && offset == WAL_WRITE_LOCK;
         if releasing_write_lock {
-            match wal_index_max_frame(db.shm_region0) {
-                Some(0) => db.monitor.wal_emptied(&mut log_warning),
-                Some(_) => db.monitor.wal_write_ending(&mut log_warning),
+            let _ = db.watch("xShmLock", |m, _| match wal_index_max_frame(region0) {
+                Some(0) => m.wal_emptied(&mut log_warning),
+                Some(_) => m.wal_write_ending(&mut log_warning),
                 None => {}
-            }
+            });
         }
         if releasing_checkpoint {
-            let mut io = db.io();
-            db.monitor.commit_boundary(&mut io, &mut log_warning);
-            db.monitor.set_checkpointing(false);
+            let _ = db.watch("xShmLock", |m, io| {
+                m.commit_boundary(io, &mut log_warning);
+                m.set_checkpointing(false);
+            });
         }
         let rc = real_call!(db.real(), xShmLock, offset, n, flags);
         if rc == ffi::SQLITE_OK
             && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_SHARED)
             && offset >= WAL_READ_LOCK_0
         {
-            db.monitor.wal_read_starting();
+            let _ = db.watch("xShmLock", |m, _| m.wal_read_starting());
         }
         let took_write_lock = rc == ffi::SQLITE_OK
             && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE)
@@ -916,30 +1241,37 @@ unsafe extern "C" fn shim_shm_lock(
         // already there set it, and it is cleared only while the WAL is
         // empty. So a write into a WAL with frames costs nothing here.
         if took_write_lock
-            && wal_index_max_frame(db.shm_region0).is_none_or(|n| n == 0)
-            && wal_index_initialised(db.shm_region0)
+            && wal_index_max_frame(region0).is_none_or(|n| n == 0)
+            && wal_index_initialised(region0)
         {
-            db.monitor.wal_write_starting(&mut log_warning);
+            let _ = db.watch("xShmLock", |m, _| m.wal_write_starting(&mut log_warning));
         }
         let took_checkpoint = rc == ffi::SQLITE_OK
             && flags == (ffi::SQLITE_SHM_LOCK | ffi::SQLITE_SHM_EXCLUSIVE)
             && offset <= WAL_CKPT_LOCK
             && WAL_CKPT_LOCK < offset + n;
         if took_checkpoint {
-            db.monitor.set_checkpointing(true);
-            let mut io = db.io();
-            db.monitor.checkpoint_started(&mut io, &mut log_warning);
+            let _ = db.watch("xShmLock", |m, io| {
+                m.set_checkpointing(true);
+                m.checkpoint_started(io, &mut log_warning);
+            });
         }
         rc
     })
 }
 
+/// xShmBarrier.
+///
+/// # Safety
+/// Nothing beyond SQLite's contract for file methods.
 unsafe extern "C" fn shim_shm_barrier(file: *mut ffi::sqlite3_file) {
-    guarded((), || {
-        // SAFETY: file is an open ShimFile (version >= 2).
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xShmBarrier", (), |db| {
         let f = db.real();
-        // SAFETY: as in real_call!, for a method returning nothing.
+        // SAFETY: as in real_call!, for a method returning nothing; this
+        // table (version >= 2) is installed only over a real file that has
+        // it.
         unsafe {
             if let Some(m) = (*(*f).pMethods).xShmBarrier {
                 m(f)
@@ -948,57 +1280,70 @@ unsafe extern "C" fn shim_shm_barrier(file: *mut ffi::sqlite3_file) {
     })
 }
 
+/// xShmUnmap.
+///
+/// # Safety
+/// Nothing beyond SQLite's contract for file methods.
 unsafe extern "C" fn shim_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
-    guarded(ffi::SQLITE_IOERR_SHMMAP, || {
-        // SAFETY: file is an open ShimFile (version >= 2).
-        let db = unsafe { open_db(file) };
-        db.monitor.set_shm_mapped(false);
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xShmUnmap", ffi::SQLITE_IOERR_SHMMAP, |db| {
+        let _ = db.watch("xShmUnmap", |m, _| m.set_shm_mapped(false));
         db.shm_region0 = ptr::null();
         real_call!(db.real(), xShmUnmap, delete)
     })
 }
 
+/// xFetch (tables of version 3).
+///
+/// # Safety
+/// `out` is writable.
 unsafe extern "C" fn shim_fetch(
     file: *mut ffi::sqlite3_file,
     off: i64,
     amt: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
     // As in shim_read: decided before the fetch, a tail call, a free guard.
-    guarded(ffi::SQLITE_IOERR_MMAP, || {
-        // SAFETY: file is an open ShimFile (version 3).
-        let db = unsafe { open_db(file) };
+    on_file(db, "xFetch", ffi::SQLITE_IOERR_MMAP, |db| {
         if amt <= 0 || !db.monitor.read_is_watched(off as u64, amt as usize) {
             return real_call!(db.real(), xFetch, off, amt, out);
         }
-        // SAFETY: the arguments are SQLite's, passed on unchanged.
-        unsafe { watched_fetch(file, off, amt, out) }
+        // SAFETY: SQLite's result slot, passed on unchanged.
+        unsafe { watched_fetch(db, off, amt, out) }
     })
 }
 
 /// A fetch of page 1 or of a page that may be protected.
+///
+/// # Safety
+/// `out` is writable.
 #[inline(never)]
 unsafe extern "C" fn watched_fetch(
-    file: *mut ffi::sqlite3_file,
+    db: &mut OpenDb,
     off: i64,
     amt: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
-    guarded(ffi::SQLITE_IOERR_MMAP, || {
-        // SAFETY: file is an open ShimFile (version 3).
-        let db = unsafe { open_db(file) };
+    on_file(db, "xFetch", ffi::SQLITE_IOERR_MMAP, |db| {
         let rc = real_call!(db.real(), xFetch, off, amt, out);
-        // SAFETY: `out` is SQLite's result slot; on success it is NULL or
-        // points at `amt` (> 0) mapped bytes of the file.
+        // SAFETY: `out` is SQLite's result slot (caller); on success xFetch
+        // stored NULL or a pointer to `amt` (> 0) mapped bytes of the file.
         let page = unsafe { *out };
         if rc == ffi::SQLITE_OK && !page.is_null() {
-            // SAFETY: as above; the mapping stays valid until xUnfetch.
+            // SAFETY: as above; the mapping stays valid until xUnfetch and
+            // is only read here.
             let data = unsafe { std::slice::from_raw_parts(page as *const u8, amt as usize) };
-            if db.monitor.fetch_is_suspicious(off as u64, data) {
+            // After a panic in the monitor the mapping is kept: the file's
+            // bytes, as without metadwr.
+            let suspicious = db.watch("xFetch", |m, _| m.fetch_is_suspicious(off as u64, data));
+            if suspicious == Ok(true) {
                 // Decline the mapping: SQLite falls back to xRead, which
                 // can hand it the copy's image instead.
                 real_call!(db.real(), xUnfetch, off, page);
-                // SAFETY: `out` is SQLite's result slot.
+                // SAFETY: `out` is SQLite's result slot (caller).
                 unsafe { *out = ptr::null_mut() };
             }
         }
@@ -1006,10 +1351,14 @@ unsafe extern "C" fn watched_fetch(
     })
 }
 
+/// xUnfetch.
+///
+/// # Safety
+/// `p` is null or a pointer xFetch returned for `off`.
 unsafe extern "C" fn shim_unfetch(file: *mut ffi::sqlite3_file, off: i64, p: *mut c_void) -> c_int {
-    guarded(ffi::SQLITE_IOERR_MMAP, || {
-        // SAFETY: file is an open ShimFile (version 3).
-        let db = unsafe { open_db(file) };
+    // SAFETY: `file` is an open ShimFile (SQLite's contract).
+    let db = unsafe { open_db(file) };
+    on_file(db, "xUnfetch", ffi::SQLITE_IOERR_MMAP, |db| {
         real_call!(db.real(), xUnfetch, off, p)
     })
 }

@@ -751,7 +751,10 @@ impl Monitor {
         }
     }
 
-    fn fail(&mut self, why: &str, warn: Warn) {
+    /// Turns protection of this file off, with `why` as the reason
+    /// `PRAGMA meta_double_write` reports. Also how the VFS layer retires a
+    /// monitor whose code panicked.
+    pub fn fail(&mut self, why: &str, warn: Warn) {
         warn(&format!(
             "metadwr: protection of {} turned off: {why}",
             self.db_path.display()

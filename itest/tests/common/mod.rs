@@ -30,10 +30,24 @@ pub fn so_path() -> PathBuf {
 
 /// Loads the extension into this process once. Afterwards `metadwr` is the
 /// default VFS, so every connection opened without `vfs=` goes through it.
+/// A no-op after [`load_extension_from`].
 pub fn load_extension() {
-    static LOADED: OnceLock<()> = OnceLock::new();
+    loaded(so_path);
+}
+
+/// Loads `so` as this process's extension instead of `$METADWR_SO`: for a
+/// test binary that needs another build of it (`panic_guard.rs`). Must come
+/// before anything loads the default one.
+pub fn load_extension_from(so: &Path) {
+    let got = loaded(|| so.to_owned());
+    assert_eq!(got, so, "another build of the extension is already loaded");
+}
+
+/// The extension this process loaded, loading `which()` if none yet.
+fn loaded(which: impl FnOnce() -> PathBuf) -> &'static Path {
+    static LOADED: OnceLock<PathBuf> = OnceLock::new();
     LOADED.get_or_init(|| {
-        let so = so_path();
+        let so = which();
         assert!(
             so.exists(),
             "{} does not exist: build it with `make build` or set METADWR_SO",
@@ -53,7 +67,8 @@ pub fn load_extension() {
             "metadwr",
             "metadwr must be the default VFS"
         );
-    });
+        so
+    })
 }
 
 /// Name of the default VFS, read through the C API.
