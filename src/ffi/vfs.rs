@@ -234,9 +234,13 @@ macro_rules! real_call {
     ($file:expr, $method:ident $(, $arg:expr)*) => {{
         let f = $file;
         // SAFETY: `f` is an open file of the base VFS, owned by an OpenDb
-        // or a VfsDwrFile; its pMethods table is valid until xClose, and
-        // every method used here exists in io_methods version 1, which
-        // every file provides.
+        // or a VfsDwrFile and used by one thread at a time; its pMethods
+        // table is valid until xClose, after which neither calls it. A
+        // VfsDwrFile uses version 1 methods only, which every file has; an
+        // OpenDb calls a method of version 2 or 3 only from the shim table
+        // of the same version (`methods_for_version`, from the real file's
+        // iVersion) or after checking iVersion (`checkpoint_lock`). The
+        // other arguments are SQLite's, or buffers of the length given.
         unsafe {
             match (*(*f).pMethods).$method {
                 Some(m) => m(f $(, $arg)*),
@@ -320,9 +324,12 @@ struct VfsOpener {
     base: *mut ffi::sqlite3_vfs,
 }
 
-// SAFETY: a registered VFS object lives until the process exits, and SQLite
-// requires its methods to be callable from any thread.
+// SAFETY: the only field points to a registered VFS object, which lives
+// until the process exits and is never written after registration; SQLite
+// requires a VFS's methods to be callable from any thread.
 unsafe impl Send for VfsOpener {}
+// SAFETY: as for Send: shared use only reads the VFS object and calls its
+// thread-safe methods.
 unsafe impl Sync for VfsOpener {}
 
 /// Asks the file not to be opened through a symbolic link (SQLite 3.31+).
@@ -363,7 +370,8 @@ impl DwrOpener for VfsOpener {
         let mut out = 0;
         // SAFETY: `storage` has szOsFile bytes, 8-byte aligned; `name`
         // outlives the open file (unix keeps the pointer), being moved into
-        // the VfsDwrFile with it.
+        // the VfsDwrFile with it (moving a Box or a CString does not move
+        // the heap block the file and the VFS point into).
         let rc =
             unsafe { (*self.base).xOpen.unwrap()(self.base, name.as_ptr(), file, flags, &mut out) };
         if rc != ffi::SQLITE_OK {
@@ -403,8 +411,11 @@ struct VfsDwrFile {
     identity: Option<(u64, u64)>,
 }
 
-// SAFETY: the file is used by one connection at a time (SQLite serialises
-// access to the database file that owns it).
+// SAFETY: a base-VFS file has no tie to the thread that opened it; what it
+// needs is one user at a time, and it has one: the Store that owns it is
+// reached only through its monitor's `&mut` (SQLite serialises the calls on
+// the database file the monitor belongs to), or lent whole to the helper
+// thread of a sync while the monitor waits for it.
 unsafe impl Send for VfsDwrFile {}
 
 impl VfsDwrFile {
@@ -1427,14 +1438,21 @@ pub unsafe fn is_shim_file(file: *const ffi::sqlite3_file) -> bool {
 
 macro_rules! forward_vfs {
     ($name:ident, $method:ident, $default:expr, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
+        /// Forwards to the base VFS's method.
+        ///
+        /// # Safety
+        /// SQLite's contract for the method: `vfs` is this VFS, the other
+        /// arguments are valid for the method.
         unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs $(, $arg: $ty)*) -> $ret {
             guarded($default, || {
-                let base = base_vfs(vfs);
-                // SAFETY: base is the live unix VFS; the method is present
-                // because `register` only installs forwarders for methods
-                // the base VFS has (no unwrap: a forwarder that cannot
-                // panic compiles to a tail call).
+                // SAFETY: `vfs` is this VFS (caller).
+                let base = unsafe { base_vfs(vfs) };
+                // SAFETY: `base` is a registered VFS, never freed; the method
+                // is present because `register` only installs forwarders
+                // for methods the base VFS has (no unwrap: a forwarder that
+                // cannot panic compiles to a tail call).
                 match unsafe { (*base).$method } {
+                    // SAFETY: SQLite's arguments, passed on unchanged.
                     Some(m) => unsafe { m(base $(, $arg)*) },
                     None => $default,
                 }
@@ -1458,14 +1476,22 @@ forward_vfs!(vfs_set_system_call, xSetSystemCall, ffi::SQLITE_ERROR, (name: *con
 forward_vfs!(vfs_get_system_call, xGetSystemCall, None, (name: *const c_char) -> ffi::sqlite3_syscall_ptr);
 forward_vfs!(vfs_next_system_call, xNextSystemCall, ptr::null(), (name: *const c_char) -> *const c_char);
 
+/// xDlSym, forwarded (its return type does not fit `forward_vfs!`).
+///
+/// # Safety
+/// SQLite's contract for xDlSym: `vfs` is this VFS, `handle` from xDlOpen,
+/// `symbol` NUL-terminated.
 unsafe extern "C" fn vfs_dlsym(
     vfs: *mut ffi::sqlite3_vfs,
     handle: *mut c_void,
     symbol: *const c_char,
 ) -> Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)> {
     guarded(None, || {
-        let base = base_vfs(vfs);
-        // SAFETY: base is the live unix VFS with xDlSym present.
+        // SAFETY: `vfs` is this VFS (caller).
+        let base = unsafe { base_vfs(vfs) };
+        // SAFETY: `base` is a registered VFS, never freed, with xDlSym:
+        // `register` installs this forwarder only then. SQLite's arguments,
+        // passed on unchanged.
         unsafe { (*base).xDlSym.unwrap()(base, handle, symbol) }
     })
 }
@@ -1473,8 +1499,13 @@ unsafe extern "C" fn vfs_dlsym(
 /// Registers the metadwr VFS over `unix` as the default VFS, once per SQLite
 /// library. Returns the VFS and whether this call registered it.
 pub fn register() -> Result<(*mut ffi::sqlite3_vfs, bool), String> {
-    // SAFETY: the API table is installed; vfs_find takes a NUL-terminated
-    // name and returns a VFS that lives as long as the library.
+    // SAFETY: the API table is installed (the entry point's first step;
+    // libsqlite3-sys checks it). vfs_find takes a NUL-terminated name and
+    // returns NULL or a VFS that stays registered, and so alive, for the
+    // life of the process (nothing here unregisters one). The new VFS
+    // object is leaked, as SQLite keeps the pointer while it is registered,
+    // which is for ever; its name is static. It is freed only when the
+    // registration fails, before SQLite kept it.
     unsafe {
         let existing = ffi::sqlite3_vfs_find(VFS_NAME.as_ptr());
         if !existing.is_null() {
