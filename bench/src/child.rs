@@ -226,8 +226,10 @@ fn configure(conn: &Connection, o: &Opts) -> Res<()> {
 
 /// User + system CPU time of `who` (RUSAGE_SELF or RUSAGE_CHILDREN), seconds.
 pub fn cpu_seconds(who: libc::c_int) -> f64 {
-    // SAFETY: getrusage fills the zeroed struct it is given.
+    // SAFETY: rusage is a plain C struct of integers, for which all-zero is
+    // a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct it is given, which is ours.
     unsafe { libc::getrusage(who, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
