@@ -42,8 +42,17 @@ fuzz:
 	METADWR_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) METADWR_FUZZ_SEED=$(FUZZ_SEED) \
 	  $(CARGO) test --release --test dwr_fuzz --test salvage_fuzz -- --nocapture
 
-matrix: build
-	cd itest && METADWR_SO=$(CURDIR)/$(SO) $(CARGO) test --release --no-fail-fast -- --test-threads=2
+# The extension with the test-only panic hook (cargo feature test-hooks) that
+# itest/tests/panic_guard.rs loads; a target directory of its own, so that it
+# never stands in for the real one.
+HOOKS_SO := target/test-hooks/release/libmetadwr.so
+
+$(HOOKS_SO): Cargo.toml $(wildcard src/*.rs src/*/*.rs)
+	$(CARGO) build --release --features test-hooks --target-dir target/test-hooks
+
+matrix: build $(HOOKS_SO)
+	cd itest && METADWR_SO=$(CURDIR)/$(SO) METADWR_TEST_HOOKS_SO=$(CURDIR)/$(HOOKS_SO) \
+	  $(CARGO) test --release --no-fail-fast -- --test-threads=2
 
 sql-tests: build
 	scripts/run-sql-tests.sh $(SQLITE3) $(CURDIR)/$(SO)

@@ -4,6 +4,7 @@
 //! template database, and peak RSS belongs to one mode only. A child prints
 //! one line `RESULT key=value …` on stdout.
 
+use crate::extension_client::{load_extension, Stats};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
@@ -63,76 +64,6 @@ impl Out {
     pub fn print(&self) {
         let body: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("RESULT {}", body.join(" "));
-    }
-}
-
-/// Loads libmetadwr.so into this process: from now on `metadwr` is the
-/// default VFS.
-pub fn load_extension(so: &Path) -> Res<()> {
-    let boot = Connection::open_in_memory().map_err(e("in-memory connection"))?;
-    // SAFETY: loading the extension under test is the point of the bench.
-    unsafe {
-        boot.load_extension_enable().map_err(e("enable loading"))?;
-        boot.load_extension(so, None::<&str>)
-            .map_err(e("load_extension"))?;
-    }
-    let name = default_vfs_name();
-    if name != "metadwr" {
-        return Err(format!("default VFS is {name}, not metadwr"));
-    }
-    Ok(())
-}
-
-pub fn default_vfs_name() -> String {
-    // SAFETY: sqlite3_vfs_find(NULL) returns the default VFS, which lives as
-    // long as the library; zName is NUL-terminated.
-    unsafe {
-        let vfs = rusqlite::ffi::sqlite3_vfs_find(std::ptr::null());
-        std::ffi::CStr::from_ptr((*vfs).zName)
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-/// `PRAGMA meta_double_write_stats` parsed.
-#[derive(Default, Clone, Copy, Debug)]
-pub struct Stats {
-    pub generations: u64,
-    pub pages: u64,
-    pub bytes: u64,
-    pub fsyncs: u64,
-    /// Header-only updates (confirmations of pending generations, WAL_AHEAD).
-    pub flag_updates: u64,
-}
-
-impl Stats {
-    pub fn read(conn: &Connection) -> Res<Stats> {
-        let s: String = conn
-            .query_row("PRAGMA meta_double_write_stats", [], |r| r.get(0))
-            .map_err(e("meta_double_write_stats"))?;
-        let mut st = Stats::default();
-        for part in s.split_whitespace() {
-            let (k, v) = part.split_once('=').ok_or(format!("stats: {s}"))?;
-            let v: u64 = v.parse().map_err(|_| format!("stats: {s}"))?;
-            match k {
-                "generations" => st.generations = v,
-                "pages" => st.pages = v,
-                "bytes" => st.bytes = v,
-                "fsyncs" => st.fsyncs = v,
-                "flag_updates" => st.flag_updates = v,
-                _ => {}
-            }
-        }
-        Ok(st)
-    }
-    pub fn minus(self, o: Stats) -> Stats {
-        Stats {
-            generations: self.generations - o.generations,
-            pages: self.pages - o.pages,
-            bytes: self.bytes - o.bytes,
-            fsyncs: self.fsyncs - o.fsyncs,
-            flag_updates: self.flag_updates - o.flag_updates,
-        }
     }
 }
 
@@ -226,8 +157,10 @@ fn configure(conn: &Connection, o: &Opts) -> Res<()> {
 
 /// User + system CPU time of `who` (RUSAGE_SELF or RUSAGE_CHILDREN), seconds.
 pub fn cpu_seconds(who: libc::c_int) -> f64 {
-    // SAFETY: getrusage fills the zeroed struct it is given.
+    // SAFETY: rusage is a plain C struct of integers, for which all-zero is
+    // a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct it is given, which is ours.
     unsafe { libc::getrusage(who, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
@@ -244,26 +177,10 @@ impl Rng {
     }
 }
 
-/// The VFS stack of `conn`'s main database (SQLITE_FCNTL_VFSNAME):
-/// `unix`, or `metadwr/unix` through metadwr.
+/// The VFS stack of `conn`'s main database: `unix`, or `metadwr/unix`
+/// through metadwr; `?` when no VFS answers.
 pub fn vfs_name(conn: &Connection) -> String {
-    let mut p: *mut std::ffi::c_char = std::ptr::null_mut();
-    // SAFETY: VFSNAME writes a string from sqlite3_malloc (or nothing) into
-    // `p`, which is freed here with sqlite3_free.
-    unsafe {
-        let rc = rusqlite::ffi::sqlite3_file_control(
-            conn.handle(),
-            c"main".as_ptr(),
-            rusqlite::ffi::SQLITE_FCNTL_VFSNAME,
-            (&mut p as *mut *mut std::ffi::c_char).cast(),
-        );
-        if rc != 0 || p.is_null() {
-            return "?".into();
-        }
-        let s = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
-        rusqlite::ffi::sqlite3_free(p.cast());
-        s
-    }
+    crate::extension_client::vfs_name(conn).unwrap_or_else(|| "?".into())
 }
 
 /// State of one side of a paired run.
@@ -474,7 +391,7 @@ pub fn pair(o: &Opts) -> Res<Out> {
             cpu[which].push(c / per);
         }
     }
-    let d = stats(&sides[1].conn)?.minus(before);
+    let d = stats(&sides[1].conn)?.since(before);
     let st = if control {
         "enabled".into()
     } else {
@@ -587,7 +504,7 @@ pub fn sample(o: &Opts) -> Res<Out> {
     out.put("cpu", cpu);
     out.put("ops", ops);
     if let Some(before) = before {
-        let d = Stats::read(&conn)?.minus(before);
+        let d = Stats::read(&conn)?.since(before);
         out.put("generations", d.generations);
         out.put("pages", d.pages);
         out.put("bytes", d.bytes);
@@ -679,7 +596,7 @@ pub fn traffic(o: &Opts) -> Res<Out> {
         prev = cur;
         last = now;
     }
-    let d = last.minus(start);
+    let d = last.since(start);
     let mut out = Out::default();
     out.put("commits", stmts.len());
     out.put("generations", d.generations);

@@ -19,6 +19,9 @@
 //! the plot (`docs/bench.png`).
 
 mod child;
+// Shared with the integration tests, which the bench does not depend on.
+#[path = "../../shared/extension_client.rs"]
+mod extension_client;
 mod json;
 mod report;
 

@@ -16,16 +16,6 @@ fn commit_rows(conn: &Connection, n: usize) {
     }
 }
 
-fn delta(a: Stats, b: Stats) -> Stats {
-    Stats {
-        generations: b.generations - a.generations,
-        pages: b.pages - a.pages,
-        bytes: b.bytes - a.bytes,
-        fsyncs: b.fsyncs - a.fsyncs,
-        flag_updates: b.flag_updates - a.flag_updates,
-    }
-}
-
 /// `full`: one fsync per generation, in rollback and WAL mode.
 fn full(journal: &str) {
     let dir = TestDir::new(&format!("sync-full-{journal}"));
@@ -57,7 +47,7 @@ fn full(journal: &str) {
                 .unwrap();
         }
     }
-    let d = delta(s0, stats(&conn));
+    let d = stats(&conn).since(s0);
     assert!(d.generations >= 5, "generations written: {d:?}");
     if journal == "delete" {
         // One generation per commit: 20 inserts, 1 add_tables, 5 creates,
@@ -108,7 +98,7 @@ fn periodic_syncs_at_most_once_per_hundred_updates() {
     );
     let s0 = stats(&conn);
     commit_rows(&conn, 300);
-    let d = delta(s0, stats(&conn));
+    let d = stats(&conn).since(s0);
     assert_eq!(d.generations, 300, "{d:?}");
     assert!((1..=3).contains(&d.fsyncs), "fsyncs for 300 updates: {d:?}");
 }
@@ -126,7 +116,7 @@ fn off_never_syncs() {
     );
     let s0 = stats(&conn);
     commit_rows(&conn, 150);
-    let d = delta(s0, stats(&conn));
+    let d = stats(&conn).since(s0);
     assert_eq!(d.generations, 150, "{d:?}");
     assert_eq!(d.fsyncs, 0, "{d:?}");
 }
@@ -144,7 +134,7 @@ fn uri_parameter_sets_full() {
     );
     let s0 = stats(&conn);
     commit_rows(&conn, 10);
-    let d = delta(s0, stats(&conn));
+    let d = stats(&conn).since(s0);
     assert_eq!((d.generations, d.fsyncs), (10, 10), "{d:?}");
 }
 
@@ -181,7 +171,7 @@ fn a_row_insert_writes_only_page_1() {
     for i in 0..3 {
         let s0 = stats(&conn);
         commit_rows(&conn, 1);
-        let d = delta(s0, stats(&conn));
+        let d = stats(&conn).since(s0);
         assert_eq!((d.generations, d.pages), (1, 1), "insert {i}: {d:?}");
     }
     // Many rows in one commit: still page 1 only.
@@ -191,7 +181,7 @@ fn a_row_insert_writes_only_page_1() {
          INSERT INTO t1(name) SELECT name FROM t0; COMMIT;",
     )
     .unwrap();
-    let d = delta(s0, stats(&conn));
+    let d = stats(&conn).since(s0);
     assert_eq!((d.generations, d.pages), (1, 1), "bulk insert: {d:?}");
 }
 

@@ -12,10 +12,42 @@
 //! unlock. Otherwise the file keeps its `unix` methods behind a *shadow*
 //! method table that forwards every call unchanged and answers the metadwr
 //! pragmas with an error that says how to reopen the database.
+//!
+//! # What the `unsafe` here relies on
+//!
+//! Everything runs inside the entry point, on the connection SQLite handed
+//! it, and nowhere else:
+//!
+//! * **Exclusive use of the connection.** SQLite runs an extension's entry
+//!   point with the connection's mutex held (`sqlite3_load_extension` and
+//!   the automatic extensions run from `sqlite3_open*` both enter
+//!   `db->mutex`; in no-mutex mode the application must not use a
+//!   connection from two threads at once). The mutex is recursive, so the
+//!   `sqlite3_*` calls made here enter it again; no other thread can use the
+//!   connection, its pagers or their files meanwhile.
+//! * **The pager owns the file.** `SQLITE_FCNTL_FILE_POINTER` gives the
+//!   pager's own `sqlite3_file`, which lives in the pager's allocation (of
+//!   the opening VFS's `szOsFile` bytes) until the database is detached or
+//!   the connection closed, neither of which can happen while we hold the
+//!   connection.
+//! * **An idle pager does not touch its file.** With no transaction, no busy
+//!   statement, no open journal or WAL and normal locking, the pager holds
+//!   no lock, no page reference (so no memory-mapped page is out) and no
+//!   WAL-index mapping; it only reaches the file again through its methods
+//!   at the next statement. Closing the file and opening it again in the
+//!   same memory is then invisible to it, but for the cache revalidation it
+//!   does after any unlock anyway. One case this cannot see: a deprecated
+//!   shared-cache connection that shares this pager and is inside a
+//!   transaction of its own.
+//! * **Method tables are static.** A VFS's `sqlite3_io_methods` tables live
+//!   as long as the VFS (`unix`'s are static data of the SQLite library);
+//!   the shadow tables made here are leaked, so they live as long as this
+//!   library, which `entry::pin_library` keeps loaded.
 
 use super::vfs;
 use libsqlite3_sys as ffi;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::OnceLock;
@@ -26,56 +58,124 @@ use std::sync::OnceLock;
 /// first load.
 ///
 /// # Safety
-/// `db` is a live connection; `vfs` the registered metadwr VFS.
+/// `db` is a live connection that this thread has exclusive use of (the
+/// entry point, run by SQLite with the connection's mutex held); `vfs` is
+/// the registered metadwr VFS.
 pub unsafe fn adopt_connection(db: *mut ffi::sqlite3, vfs: *mut ffi::sqlite3_vfs) {
-    if !adopt_schema(db, vfs, c"main") {
+    // SAFETY: passed on from the caller's guarantees.
+    if !unsafe { adopt_schema(db, vfs, c"main") } {
         return;
     }
     // The connection predates the extension: it may have attached databases.
-    for name in attached_schemas(db) {
-        adopt_schema(db, vfs, &name);
+    // SAFETY: as above.
+    for name in unsafe { attached_schemas(db) } {
+        // SAFETY: as above.
+        unsafe { adopt_schema(db, vfs, &name) };
     }
+}
+
+/// One of the pointers `sqlite3_file_control` answers from the pager itself,
+/// never asking the VFS, with the type it stores: the opcode and the type
+/// of the result cannot be mismatched.
+struct PagerPointer<T> {
+    op: c_int,
+    kind: PhantomData<*mut T>,
+}
+
+/// The VFS the pager opened its files with.
+const VFS_POINTER: PagerPointer<ffi::sqlite3_vfs> = PagerPointer {
+    op: ffi::SQLITE_FCNTL_VFS_POINTER,
+    kind: PhantomData,
+};
+/// The pager's database file (`pMethods` null while not open).
+const FILE_POINTER: PagerPointer<ffi::sqlite3_file> = PagerPointer {
+    op: ffi::SQLITE_FCNTL_FILE_POINTER,
+    kind: PhantomData,
+};
+/// The pager's rollback journal, or its WAL file while the WAL is open.
+const JOURNAL_POINTER: PagerPointer<ffi::sqlite3_file> = PagerPointer {
+    op: ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+    kind: PhantomData,
+};
+
+/// Asks the pager of database `schema` of `db` for `which`; `None` when
+/// there is no such database.
+///
+/// # Safety
+/// `db` is a live connection this thread has exclusive use of.
+unsafe fn pager_pointer<T>(
+    db: *mut ffi::sqlite3,
+    schema: &CStr,
+    which: PagerPointer<T>,
+) -> Option<*mut T> {
+    let mut out: *mut T = ptr::null_mut();
+    // SAFETY: `db` is live (caller); `schema` is NUL-terminated. For these
+    // three opcodes sqlite3_file_control writes exactly one `T*` through
+    // the argument (PagerPointer ties the opcode to T), here into `out`,
+    // and nothing when the schema is unknown.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            db,
+            schema.as_ptr(),
+            which.op,
+            (&mut out as *mut *mut T).cast::<c_void>(),
+        )
+    };
+    (rc == ffi::SQLITE_OK).then_some(out)
 }
 
 /// Returns false when the schema's file was already opened through metadwr
 /// (nothing to do for this connection).
+///
+/// # Safety
+/// As [`adopt_connection`].
 unsafe fn adopt_schema(db: *mut ffi::sqlite3, vfs: *mut ffi::sqlite3_vfs, schema: &CStr) -> bool {
-    let mut current: *mut ffi::sqlite3_vfs = ptr::null_mut();
-    let rc = ffi::sqlite3_file_control(
-        db,
-        schema.as_ptr(),
-        ffi::SQLITE_FCNTL_VFS_POINTER,
-        (&mut current as *mut *mut ffi::sqlite3_vfs).cast::<c_void>(),
-    );
-    if rc != ffi::SQLITE_OK || current == vfs {
-        return false;
-    }
-    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
-    if ffi::sqlite3_file_control(
-        db,
-        schema.as_ptr(),
-        ffi::SQLITE_FCNTL_FILE_POINTER,
-        (&mut file as *mut *mut ffi::sqlite3_file).cast::<c_void>(),
-    ) != ffi::SQLITE_OK
-        || file.is_null()
-        || (*file).pMethods.is_null()
-        || vfs::is_shim_file(file)
-    {
+    // SAFETY: `db` is live and ours (caller).
+    let current = match unsafe { pager_pointer(db, schema, VFS_POINTER) } {
+        Some(current) if current != vfs => current,
+        _ => return false,
+    };
+    // SAFETY: as above.
+    let file = match unsafe { pager_pointer(db, schema, FILE_POINTER) } {
+        Some(file) if !file.is_null() => file,
+        _ => return true,
+    };
+    // SAFETY: `file` is the pager's sqlite3_file, alive for as long as the
+    // connection (module doc), and nobody else touches it meanwhile;
+    // reading its method pointer, and only asking is_shim_file about it
+    // once it is known to be open.
+    if unsafe { (*file).pMethods.is_null() || vfs::is_shim_file(file) } {
         return true; // in memory, or not yet opened: nothing to wrap
     }
-    let name = ffi::sqlite3_db_filename(db, schema.as_ptr());
-    if name.is_null() || *name == 0 {
+    // SAFETY: `db` is live; the name, if any, is the pager's own string
+    // (NUL-terminated, with the URI parameters after it), alive as long as
+    // the pager.
+    let name = unsafe { ffi::sqlite3_db_filename(db, schema.as_ptr()) };
+    // SAFETY: `name` is null or a NUL-terminated string (above).
+    if name.is_null() || unsafe { *name } == 0 {
         return true;
     }
-    if current == (*vfs).pAppData.cast() && idle(db, schema) {
+    // SAFETY: `vfs` is the registered metadwr VFS (caller), never freed.
+    let base = unsafe { vfs::base_vfs(vfs) };
+    // SAFETY: `db` is live and ours; `schema` as in pager_pointer.
+    if current == base && unsafe { idle(db, schema) } {
+        // SAFETY: `db` is live and ours.
+        let readonly = unsafe { ffi::sqlite3_db_readonly(db, schema.as_ptr()) } == 1;
         let flags = ffi::SQLITE_OPEN_MAIN_DB
-            | if ffi::sqlite3_db_readonly(db, schema.as_ptr()) == 1 {
+            | if readonly {
                 ffi::SQLITE_OPEN_READONLY
             } else {
                 ffi::SQLITE_OPEN_READWRITE
             };
-        let rc = vfs::reopen_in_place(vfs, file, name, flags);
-        if rc == ffi::SQLITE_OK && vfs::is_shim_file(file) {
+        // SAFETY: `file` is the pager's main-database file, opened by the
+        // base VFS of `vfs` (checked just above), and the pager is idle
+        // (`idle`): it holds no lock, no mapped page and no WAL index, and
+        // cannot run until we return (exclusive use of the connection).
+        // `name` is the name the pager opened it with and outlives the file.
+        let rc = unsafe { vfs::reopen_in_place(vfs, file, name, flags) };
+        // SAFETY: reopen_in_place leaves `file` open, through metadwr or
+        // (on failure) through the base VFS again.
+        if rc == ffi::SQLITE_OK && unsafe { vfs::is_shim_file(file) } {
             return true;
         }
         vfs::log_warning(&format!(
@@ -83,85 +183,116 @@ unsafe fn adopt_schema(db: *mut ffi::sqlite3, vfs: *mut ffi::sqlite3_vfs, schema
             schema.to_string_lossy()
         ));
     }
-    install_shadow(file);
+    // SAFETY: `file` is open (pMethods non-null, checked above, or put back
+    // by reopen_in_place), not a metadwr file, and ours alone until we
+    // return.
+    unsafe { install_shadow(file) };
     true
 }
 
 /// Names of the attached databases (not main, not temp).
+///
+/// # Safety
+/// `db` is a live connection this thread has exclusive use of.
 unsafe fn attached_schemas(db: *mut ffi::sqlite3) -> Vec<CString> {
     let mut names = Vec::new();
-    let mut stmt = ptr::null_mut();
-    if ffi::sqlite3_prepare_v2(
-        db,
-        c"PRAGMA database_list".as_ptr(),
-        -1,
-        &mut stmt,
-        ptr::null_mut(),
-    ) != ffi::SQLITE_OK
-    {
-        return names;
-    }
-    while ffi::sqlite3_step(stmt) == ffi::SQLITE_ROW {
-        let v = ffi::sqlite3_column_text(stmt, 1);
-        if !v.is_null() {
-            let name = CStr::from_ptr(v.cast()).to_owned();
-            if name.as_bytes() != b"main" && name.as_bytes() != b"temp" {
-                names.push(name);
+    // SAFETY: `db` is live (caller); the statement is finalised before
+    // returning, and each column text is copied before the next step (SQLite
+    // owns it until then).
+    unsafe {
+        let mut stmt = ptr::null_mut();
+        if ffi::sqlite3_prepare_v2(
+            db,
+            c"PRAGMA database_list".as_ptr(),
+            -1,
+            &mut stmt,
+            ptr::null_mut(),
+        ) != ffi::SQLITE_OK
+        {
+            return names;
+        }
+        while ffi::sqlite3_step(stmt) == ffi::SQLITE_ROW {
+            let v = ffi::sqlite3_column_text(stmt, 1);
+            if !v.is_null() {
+                let name = CStr::from_ptr(v.cast()).to_owned();
+                if name.as_bytes() != b"main" && name.as_bytes() != b"temp" {
+                    names.push(name);
+                }
             }
         }
+        ffi::sqlite3_finalize(stmt);
     }
-    ffi::sqlite3_finalize(stmt);
     names
 }
 
-/// No transaction, no active statement, no open WAL, normal locking.
+/// No transaction, no active statement, no open journal or WAL, normal
+/// locking: the pager holds no lock and nothing of its file.
+///
+/// # Safety
+/// `db` is a live connection this thread has exclusive use of.
 unsafe fn idle(db: *mut ffi::sqlite3, schema: &CStr) -> bool {
-    if ffi::sqlite3_get_autocommit(db) == 0 {
-        return false;
-    }
-    let mut stmt = ffi::sqlite3_next_stmt(db, ptr::null_mut());
-    while !stmt.is_null() {
-        if ffi::sqlite3_stmt_busy(stmt) != 0 {
+    // SAFETY: `db` is live (caller); sqlite3_next_stmt walks the
+    // connection's own list of statements, which cannot change while we
+    // hold it.
+    unsafe {
+        if ffi::sqlite3_get_autocommit(db) == 0 {
             return false;
         }
-        stmt = ffi::sqlite3_next_stmt(db, stmt);
+        let mut stmt = ffi::sqlite3_next_stmt(db, ptr::null_mut());
+        while !stmt.is_null() {
+            if ffi::sqlite3_stmt_busy(stmt) != 0 {
+                return false;
+            }
+            stmt = ffi::sqlite3_next_stmt(db, stmt);
+        }
     }
     // An open journal means a transaction; an open WAL means the pager
     // holds a shared lock and maps the WAL index through this file. A WAL
     // database whose pager has not opened the WAL yet (a fresh connection)
     // holds neither and may be re-opened.
-    let mut journal: *mut ffi::sqlite3_file = ptr::null_mut();
-    let rc = ffi::sqlite3_file_control(
-        db,
-        schema.as_ptr(),
-        ffi::SQLITE_FCNTL_JOURNAL_POINTER,
-        (&mut journal as *mut *mut ffi::sqlite3_file).cast::<c_void>(),
-    );
-    if rc != ffi::SQLITE_OK || (!journal.is_null() && !(*journal).pMethods.is_null()) {
+    // SAFETY: `db` is live and ours (caller).
+    let journal = match unsafe { pager_pointer(db, schema, JOURNAL_POINTER) } {
+        Some(journal) => journal,
+        None => return false,
+    };
+    // SAFETY: a non-null journal pointer is the pager's own (closed or
+    // open) sqlite3_file, alive as long as the pager.
+    if !journal.is_null() && unsafe { !(*journal).pMethods.is_null() } {
         return false;
     }
-    locking_mode_is_normal(db, schema)
+    // SAFETY: `db` is live and ours (caller).
+    unsafe { locking_mode_is_normal(db, schema) }
 }
 
+/// `PRAGMA schema.locking_mode` answers `normal`.
+///
+/// # Safety
+/// `db` is a live connection this thread has exclusive use of.
 unsafe fn locking_mode_is_normal(db: *mut ffi::sqlite3, schema: &CStr) -> bool {
     let sql = CString::new(format!(
         "PRAGMA \"{}\".locking_mode",
         schema.to_string_lossy().replace('"', "\"\"")
     ))
     .unwrap_or_default();
-    let mut stmt = ptr::null_mut();
-    if ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut stmt, ptr::null_mut()) != ffi::SQLITE_OK {
-        return false;
+    // SAFETY: `db` is live (caller); the column text is read before the
+    // statement is finalised, which frees it.
+    unsafe {
+        let mut stmt = ptr::null_mut();
+        if ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut stmt, ptr::null_mut())
+            != ffi::SQLITE_OK
+        {
+            return false;
+        }
+        let normal = ffi::sqlite3_step(stmt) == ffi::SQLITE_ROW && {
+            let v = ffi::sqlite3_column_text(stmt, 0);
+            !v.is_null()
+                && CStr::from_ptr(v.cast())
+                    .to_bytes()
+                    .eq_ignore_ascii_case(b"normal")
+        };
+        ffi::sqlite3_finalize(stmt);
+        normal
     }
-    let normal = ffi::sqlite3_step(stmt) == ffi::SQLITE_ROW && {
-        let v = ffi::sqlite3_column_text(stmt, 0);
-        !v.is_null()
-            && CStr::from_ptr(v.cast())
-                .to_bytes()
-                .eq_ignore_ascii_case(b"normal")
-    };
-    ffi::sqlite3_finalize(stmt);
-    normal
 }
 
 // --- The shadow method table ------------------------------------------------
@@ -169,8 +300,9 @@ unsafe fn locking_mode_is_normal(db: *mut ffi::sqlite3, schema: &CStr) -> bool {
 // A file that cannot be re-opened keeps its own state and methods; only its
 // pMethods pointer is swapped for a shadow table with identical behaviour,
 // except that the metadwr pragmas answer with an error instead of being
-// ignored. The unix methods never look at pMethods themselves, and xClose
-// clears it. Each distinct original table gets its own shadow table, so the
+// ignored. The unix methods never look at pMethods themselves (only the
+// proxy locking of Apple builds does), and sqlite3OsClose clears it after
+// xClose. Each distinct original table gets its own shadow table, so the
 // shadow's address identifies the original.
 
 struct Shadow {
@@ -178,16 +310,20 @@ struct Shadow {
     original: &'static ffi::sqlite3_io_methods,
 }
 
-// SAFETY: method tables are immutable static data shared by all threads.
-unsafe impl Sync for Shadow {}
-unsafe impl Send for Shadow {}
-
 /// unix has a handful of method tables (posix, nolock, dotfile, ...).
 static SHADOWS: [OnceLock<&'static Shadow>; 8] = [const { OnceLock::new() }; 8];
 static SHADOW_INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Swaps `file`'s method table for the shadow of its table.
+///
+/// # Safety
+/// `file` is an open `sqlite3_file` (non-null `pMethods`) that no other
+/// thread uses meanwhile, and its method table lives as long as the
+/// library (module doc).
 unsafe fn install_shadow(file: *mut ffi::sqlite3_file) {
-    let original: &'static ffi::sqlite3_io_methods = &*(*file).pMethods;
+    // SAFETY: `file` is open (caller), so pMethods points at its VFS's
+    // method table, which is static (caller).
+    let original: &'static ffi::sqlite3_io_methods = unsafe { &*(*file).pMethods };
     let _guard = SHADOW_INSTALL.lock();
     for slot in &SHADOWS {
         let shadow = slot.get_or_init(|| {
@@ -195,7 +331,10 @@ unsafe fn install_shadow(file: *mut ffi::sqlite3_file) {
             Box::leak(Box::new(Shadow { table, original }))
         });
         if ptr::eq(shadow.original, original) {
-            (*file).pMethods = &shadow.table;
+            // SAFETY: no other thread uses `file` (caller); the shadow
+            // table is leaked, so it outlives the file, and forwards to
+            // `original`, the table SQLite would have called.
+            unsafe { (*file).pMethods = &shadow.table };
             return;
         }
     }
@@ -203,8 +342,13 @@ unsafe fn install_shadow(file: *mut ffi::sqlite3_file) {
 }
 
 /// The original methods behind a shadowed file.
+///
+/// # Safety
+/// `file` is a live `sqlite3_file` whose `pMethods` is a shadow table: SQLite
+/// calls the shadow methods only on such files.
 unsafe fn original(file: *mut ffi::sqlite3_file) -> &'static ffi::sqlite3_io_methods {
-    let m = (*file).pMethods;
+    // SAFETY: `file` is live (caller); reading its method pointer.
+    let m = unsafe { (*file).pMethods };
     for slot in &SHADOWS {
         if let Some(s) = slot.get() {
             if ptr::eq(&s.table, m) {
@@ -217,11 +361,18 @@ unsafe fn original(file: *mut ffi::sqlite3_file) -> &'static ffi::sqlite3_io_met
 
 macro_rules! shadow_forward {
     ($name:ident, $method:ident, $default:expr, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
+        /// Forwards to the original method.
+        ///
+        /// # Safety
+        /// SQLite's contract for the method: `file` is an open file whose
+        /// table is a shadow table, and the other arguments are valid for
+        /// the original method.
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> $ret {
             catch_unwind(AssertUnwindSafe(|| {
-                // SAFETY: the shadow table only holds forwarders for methods
-                // the original table has; `file` is the live file SQLite
-                // passed in.
+                // SAFETY: `file` is a shadowed file (caller), so `original`
+                // finds its table, which has this method: `shadow_table`
+                // fills only the slots the original fills. The arguments are
+                // SQLite's, unchanged.
                 unsafe { (original(file).$method.unwrap())(file $(, $arg)*) }
             }))
             .unwrap_or($default)
@@ -252,27 +403,35 @@ shadow_forward!(sh_unfetch, xUnfetch, ffi::SQLITE_IOERR_MMAP, (off: i64, p: *mut
 pub const REOPEN_HINT: &str = "this database was opened before metadwr was loaded and could not be \
      switched over (it was in WAL mode or busy); reopen it (in the shell: .open FILE) to use metadwr";
 
+/// The shadow's xFileControl: the metadwr pragmas get [`REOPEN_HINT`];
+/// everything else goes to the original method.
+///
+/// # Safety
+/// SQLite's contract for xFileControl on a shadowed file: for
+/// `SQLITE_FCNTL_PRAGMA`, `arg` is a `char*[3]` (result slot, pragma name,
+/// value).
 unsafe extern "C" fn sh_file_control(
     file: *mut ffi::sqlite3_file,
     op: c_int,
     arg: *mut c_void,
 ) -> c_int {
     catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: for SQLITE_FCNTL_PRAGMA, arg is char*[3] (result slot,
-        // name, value); otherwise the call is forwarded untouched.
-        unsafe {
-            if op == ffi::SQLITE_FCNTL_PRAGMA {
-                let args = arg as *mut *mut c_char;
-                let name = CStr::from_ptr(*args.add(1))
-                    .to_string_lossy()
-                    .to_ascii_lowercase();
-                if name.starts_with("meta_double_write") || name == "meta_recover" {
-                    *args = super::sqlite_string(&format!("{name}: {REOPEN_HINT}"));
-                    return ffi::SQLITE_ERROR;
-                }
+        if op == ffi::SQLITE_FCNTL_PRAGMA {
+            let args = arg as *mut *mut c_char;
+            // SAFETY: for SQLITE_FCNTL_PRAGMA, `arg` is char*[3] (caller)
+            // and its second entry the NUL-terminated pragma name.
+            let name = unsafe { CStr::from_ptr(*args.add(1)) }
+                .to_string_lossy()
+                .to_ascii_lowercase();
+            if name.starts_with("meta_double_write") || name == "meta_recover" {
+                // SAFETY: args[0] is SQLite's result slot; it frees the
+                // sqlite3_malloc'ed message.
+                unsafe { *args = super::sqlite_string(&format!("{name}: {REOPEN_HINT}")) };
+                return ffi::SQLITE_ERROR;
             }
-            (original(file).xFileControl.unwrap())(file, op, arg)
         }
+        // SAFETY: as in shadow_forward!; the call is forwarded untouched.
+        unsafe { (original(file).xFileControl.unwrap())(file, op, arg) }
     }))
     .unwrap_or(ffi::SQLITE_ERROR)
 }

@@ -15,7 +15,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// re-opens `db`'s main database through the VFS when that is safe.
 ///
 /// # Safety
-/// Called by SQLite with a live connection and its API table.
+/// Called by SQLite (or as an automatic extension): `db` is a live
+/// connection whose mutex SQLite holds for the call, `err` null or the
+/// slot for an error message that SQLite frees with `sqlite3_free`, and
+/// `api` SQLite's API table.
 #[no_mangle]
 pub unsafe extern "C" fn sqlite3_metadwr_init(
     db: *mut ffi::sqlite3,
@@ -23,39 +26,53 @@ pub unsafe extern "C" fn sqlite3_metadwr_init(
     api: *mut ffi::sqlite3_api_routines,
 ) -> c_int {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: SQLite passes its API table; installing it is what makes
-        // every other ffi call in this crate valid.
-        unsafe {
-            if let Err(e) = ffi::rusqlite_extension_init2(api) {
-                return Err(format!("metadwr: cannot initialise: {e}"));
-            }
-            pin_library()?;
-            let (vfs, newly_registered) = super::vfs::register()?;
-            let rc = super::functions::register_functions(db);
-            if rc != ffi::SQLITE_OK {
-                return Err(format!("metadwr: cannot register functions (error {rc})"));
-            }
-            let rc = ffi::sqlite3_auto_extension(Some(std::mem::transmute::<
+        // SAFETY: `api` is the API table SQLite passes to every entry
+        // point. Installing it is what makes the other ffi calls of this
+        // crate valid: libsqlite3-sys routes each through it (and panics
+        // while none is installed).
+        unsafe { ffi::rusqlite_extension_init2(api) }
+            .map_err(|e| format!("metadwr: cannot initialise: {e}"))?;
+        pin_library()?;
+        let (vfs, newly_registered) = super::vfs::register()?;
+        // SAFETY: `db` is the live connection SQLite runs the entry point
+        // for; the API table is installed.
+        let rc = unsafe { super::functions::register_functions(db) };
+        if rc != ffi::SQLITE_OK {
+            return Err(format!("metadwr: cannot register functions (error {rc})"));
+        }
+        // SAFETY: sqlite3_auto_extension takes the entry point as a
+        // `void (*)(void)` and calls it back with the entry point's own
+        // signature, which is this function's: the transmute changes only
+        // the pointer's type, never how it is called.
+        let entry = unsafe {
+            std::mem::transmute::<
                 unsafe extern "C" fn(
                     *mut ffi::sqlite3,
                     *mut *mut c_char,
                     *mut ffi::sqlite3_api_routines,
                 ) -> c_int,
                 unsafe extern "C" fn(),
-            >(sqlite3_metadwr_init)));
-            if rc != ffi::SQLITE_OK {
-                return Err(format!(
-                    "metadwr: cannot register for new connections (error {rc})"
-                ));
-            }
-            // Only the connection that brought the extension in can predate
-            // it. A connection opened later that uses plain unix asked for
-            // it by name (vfs=unix) and is left alone.
-            if newly_registered {
-                super::adopt::adopt_connection(db, vfs);
-            }
-            Ok(())
+            >(sqlite3_metadwr_init)
+        };
+        // SAFETY: the API table is installed; the entry point lives as long
+        // as the process, the library being pinned.
+        let rc = unsafe { ffi::sqlite3_auto_extension(Some(entry)) };
+        if rc != ffi::SQLITE_OK {
+            return Err(format!(
+                "metadwr: cannot register for new connections (error {rc})"
+            ));
         }
+        // Only the connection that brought the extension in can predate
+        // it. A connection opened later that uses plain unix asked for it
+        // by name (vfs=unix) and is left alone.
+        if newly_registered {
+            // SAFETY: `db` is live, and SQLite runs the entry point with the
+            // connection's mutex held (sqlite3_load_extension and the
+            // automatic extensions of sqlite3_open* both do), so this thread
+            // has it to itself; `vfs` is the metadwr VFS just registered.
+            unsafe { super::adopt::adopt_connection(db, vfs) };
+        }
+        Ok(())
     }));
     let message = match outcome {
         // Plain SQLITE_OK: an automatic extension that returns anything
@@ -65,21 +82,14 @@ pub unsafe extern "C" fn sqlite3_metadwr_init(
         Ok(Err(m)) => m,
         Err(_) => "metadwr: internal error during initialisation".to_string(),
     };
-    if !err.is_null() {
-        // SAFETY: SQLite frees *err with sqlite3_free; the API table is
-        // installed unless rusqlite_extension_init2 failed, in which case
-        // the message is dropped rather than allocated with a missing API.
-        unsafe {
-            if ffi::rusqlite_extension_init2(api).is_ok() {
-                let bytes = message.into_bytes();
-                let p = ffi::sqlite3_malloc(bytes.len() as c_int + 1) as *mut u8;
-                if !p.is_null() {
-                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
-                    *p.add(bytes.len()) = 0;
-                    *err = p.cast();
-                }
-            }
-        }
+    // The message is allocated through the API table, so only once it is
+    // installed; otherwise it is dropped.
+    // SAFETY: as above, `api` is SQLite's API table.
+    if !err.is_null() && unsafe { ffi::rusqlite_extension_init2(api) }.is_ok() {
+        // SAFETY: `*err` is SQLite's slot for the error message, which it
+        // frees with sqlite3_free; sqlite_string allocates with
+        // sqlite3_malloc.
+        unsafe { *err = super::sqlite_string(&message) };
     }
     ffi::SQLITE_ERROR
 }

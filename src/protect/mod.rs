@@ -286,6 +286,12 @@ impl Monitor {
     }
 
     /// Logs a warning (through `sqlite3_log` in the extension).
+    /// Replaces the logger (a monitor built quietly, then given the real
+    /// one, as the VFS does for a monitor that replaces one that panicked).
+    pub fn set_logger(&mut self, log: Logger) {
+        self.log = log;
+    }
+
     fn warn(&mut self, msg: &str) {
         (self.log)(msg);
     }
@@ -367,7 +373,10 @@ impl Monitor {
         }
     }
 
-    fn fail(&mut self, why: &str) {
+    /// Turns protection of this file off, with `why` as the reason
+    /// `PRAGMA meta_double_write` reports. Also how the VFS layer retires a
+    /// monitor whose code panicked.
+    pub fn fail(&mut self, why: &str) {
         self.warn(&format!(
             "metadwr: protection of {} turned off: {why}",
             self.db_path.display()

@@ -1,5 +1,14 @@
 //! The salvage's output database, written through SQLite's C API (the
 //! API table the host handed the extension).
+//!
+//! The `unsafe` here rests on two type invariants. A [`Db`] owns the handle
+//! `sqlite3_open_v2` gave it (null only when that failed for lack of
+//! memory), closes it once, on drop, and is neither `Send` nor `Sync`, so
+//! every call on it comes from the thread that opened it. A [`Stmt`] owns a
+//! live statement of a `Db` it borrows, so the connection outlives it, and
+//! finalizes it once, on drop. Calls go through the API table, which the
+//! entry point installs before anything here can run (libsqlite3-sys
+//! checks that it is there).
 
 use super::record::Value;
 use libsqlite3_sys as ffi;

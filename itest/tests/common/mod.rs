@@ -12,6 +12,11 @@ pub mod heal;
 pub mod schema;
 pub mod sqlite_log;
 
+// Shared with the bench, which cannot depend on this crate.
+#[path = "../../../shared/extension_client.rs"]
+mod extension_client;
+pub use extension_client::{vfs_name as vfs_of, Stats};
+
 use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,43 +35,32 @@ pub fn so_path() -> PathBuf {
 
 /// Loads the extension into this process once. Afterwards `metadwr` is the
 /// default VFS, so every connection opened without `vfs=` goes through it.
+/// A no-op after [`load_extension_from`].
 pub fn load_extension() {
-    static LOADED: OnceLock<()> = OnceLock::new();
+    loaded(so_path);
+}
+
+/// Loads `so` as this process's extension instead of `$METADWR_SO`: for a
+/// test binary that needs another build of it (`panic_guard.rs`). Must come
+/// before anything loads the default one.
+pub fn load_extension_from(so: &Path) {
+    let got = loaded(|| so.to_owned());
+    assert_eq!(got, so, "another build of the extension is already loaded");
+}
+
+/// The extension this process loaded, loading `which()` if none yet.
+fn loaded(which: impl FnOnce() -> PathBuf) -> &'static Path {
+    static LOADED: OnceLock<PathBuf> = OnceLock::new();
     LOADED.get_or_init(|| {
-        let so = so_path();
+        let so = which();
         assert!(
             so.exists(),
             "{} does not exist: build it with `make build` or set METADWR_SO",
             so.display()
         );
-        let conn = Connection::open_in_memory().expect("in-memory connection");
-        // SAFETY: loading the extension under test is the point of this
-        // suite; it registers a VFS and SQL functions and nothing else.
-        unsafe {
-            conn.load_extension_enable()
-                .expect("enable extension loading");
-            conn.load_extension(&so, None::<&str>)
-                .unwrap_or_else(|e| panic!("cannot load {}: {e}", so.display()));
-        }
-        assert_eq!(
-            default_vfs_name(),
-            "metadwr",
-            "metadwr must be the default VFS"
-        );
-    });
-}
-
-/// Name of the default VFS, read through the C API.
-fn default_vfs_name() -> String {
-    // SAFETY: sqlite3_vfs_find(NULL) returns the default VFS, which lives as
-    // long as the library; zName is a NUL-terminated string.
-    unsafe {
-        let vfs = rusqlite::ffi::sqlite3_vfs_find(std::ptr::null());
-        assert!(!vfs.is_null());
-        std::ffi::CStr::from_ptr((*vfs).zName)
-            .to_string_lossy()
-            .into_owned()
-    }
+        extension_client::load_extension(&so).unwrap_or_else(|e| panic!("{e}"));
+        so
+    })
 }
 
 /// A fresh directory under the system temp dir, removed when dropped unless
@@ -161,31 +155,6 @@ fn open_uri_raw(path: &Path, params: &str) -> rusqlite::Result<Connection> {
     )
 }
 
-/// The VFS name the main database reports (`metadwr/unix` or `unix`),
-/// from `SQLITE_FCNTL_VFSNAME`.
-pub fn vfs_of(conn: &Connection) -> Option<String> {
-    use rusqlite::ffi;
-    let mut name: *mut std::ffi::c_char = std::ptr::null_mut();
-    // SAFETY: the handle is live for the borrow of `conn`; VFSNAME fills a
-    // char* from sqlite3_malloc, freed here.
-    unsafe {
-        let rc = ffi::sqlite3_file_control(
-            conn.handle(),
-            c"main".as_ptr(),
-            ffi::SQLITE_FCNTL_VFSNAME,
-            (&mut name as *mut *mut std::ffi::c_char).cast(),
-        );
-        if rc != ffi::SQLITE_OK || name.is_null() {
-            return None;
-        }
-        let s = std::ffi::CStr::from_ptr(name)
-            .to_string_lossy()
-            .into_owned();
-        ffi::sqlite3_free(name.cast());
-        Some(s)
-    }
-}
-
 /// Runs a statement answering one text value (a pragma, a function).
 pub fn query_str(conn: &Connection, sql: &str) -> rusqlite::Result<String> {
     conn.query_row(sql, [], |r| r.get::<_, String>(0))
@@ -226,37 +195,8 @@ pub fn pragma_meta_recover(conn: &Connection) -> Result<String, String> {
 }
 
 /// The counters of `PRAGMA meta_double_write_stats`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Stats {
-    pub generations: u64,
-    pub pages: u64,
-    pub bytes: u64,
-    pub fsyncs: u64,
-    /// Header-only updates (confirmations of PENDING generations, WAL_AHEAD).
-    pub flag_updates: u64,
-}
-
 pub fn stats(conn: &Connection) -> Stats {
-    let s = query_str(conn, "PRAGMA meta_double_write_stats").expect("stats pragma");
-    let mut out = Stats::default();
-    let mut seen = 0;
-    for part in s.split(' ') {
-        let (k, v) = part
-            .split_once('=')
-            .unwrap_or_else(|| panic!("unexpected stats answer {s:?}"));
-        let v: u64 = v.parse().unwrap_or_else(|_| panic!("bad number in {s:?}"));
-        match k {
-            "generations" => out.generations = v,
-            "pages" => out.pages = v,
-            "bytes" => out.bytes = v,
-            "fsyncs" => out.fsyncs = v,
-            "flag_updates" => out.flag_updates = v,
-            _ => panic!("unexpected key in {s:?}"),
-        }
-        seen += 1;
-    }
-    assert_eq!(seen, 5, "stats answer {s:?}");
-    out
+    Stats::read(conn).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A parsed `restored N page(s) (list) from generation G` report.

@@ -608,9 +608,12 @@ macro_rules! real {
 }
 
 /// # Safety
-/// `file` must be a FaultFile opened by `fv_open` and not closed.
+/// `file` must be a FaultFile opened by `fv_open` and not closed, and no
+/// other reference to its Inner in use: SQLite passes such a file to every
+/// file method, one thread at a time.
 unsafe fn inner<'a>(file: *mut ffi::sqlite3_file) -> &'a mut Inner {
-    &mut *(*(file as *mut FaultFile)).inner
+    // SAFETY: fv_open leaked the Inner into `inner`; fv_close takes it back.
+    unsafe { &mut *(*(file as *mut FaultFile)).inner }
 }
 
 unsafe extern "C" fn fv_open(
@@ -643,6 +646,7 @@ unsafe extern "C" fn fv_open(
         }
         if let Verdict::Fail(code) | Verdict::Short(_, code) = s.check_faults(&path, Op::Open, 0, 0)
         {
+            // SAFETY: as above.
             unsafe { (*file).pMethods = ptr::null() };
             return code;
         }
@@ -654,6 +658,8 @@ unsafe extern "C" fn fv_open(
     // SAFETY: `real` has szOsFile bytes, 8-aligned; z_name outlives the file.
     let rc = unsafe { (*b).xOpen.unwrap()(b, z_name, real_file, flags, out) };
     if rc != ffi::SQLITE_OK {
+        // SAFETY: a failed open leaves pMethods NULL or closable; `file` has
+        // room for a FaultFile, left unopened.
         unsafe {
             if !(*real_file).pMethods.is_null() {
                 (*(*real_file).pMethods).xClose.unwrap()(real_file);
@@ -680,6 +686,8 @@ unsafe extern "C" fn fv_open(
     let version = unsafe { (*(*real_file).pMethods).iVersion };
     let inner = Box::new(Inner { real, path, domain });
     let ff = file as *mut FaultFile;
+    // SAFETY: `file` has room for a FaultFile (szOsFile, see `register`);
+    // the Inner is leaked into it until fv_close.
     unsafe {
         (*ff).inner = Box::into_raw(inner);
         (*ff).base.pMethods = match version {
@@ -699,6 +707,7 @@ unsafe extern "C" fn fv_delete(
     let b = base();
     if !z_name.is_null() {
         let path = PathBuf::from(std::ffi::OsStr::from_bytes(
+            // SAFETY: a NUL-terminated name from SQLite.
             unsafe { CStr::from_ptr(z_name) }.to_bytes(),
         ));
         if let Some(d) = domain_of(&path) {
@@ -707,6 +716,7 @@ unsafe extern "C" fn fv_delete(
                 return ffi::SQLITE_IOERR_DELETE;
             }
             // Deleting is durable at once (as in test6.c).
+            // SAFETY: unix has xDelete; SQLite's arguments.
             let rc = unsafe { (*b).xDelete.unwrap()(b, z_name, sync_dir) };
             if rc == ffi::SQLITE_OK || rc == ffi::SQLITE_IOERR_DELETE_NOENT {
                 s.files.remove(&path);
@@ -714,12 +724,16 @@ unsafe extern "C" fn fv_delete(
             return rc;
         }
     }
+    // SAFETY: unix has xDelete; SQLite's arguments.
     unsafe { (*b).xDelete.unwrap()(b, z_name, sync_dir) }
 }
 
 unsafe extern "C" fn fv_close(file: *mut ffi::sqlite3_file) -> c_int {
     let ff = file as *mut FaultFile;
+    // SAFETY: SQLite closes an open FaultFile once and calls nothing on it
+    // afterwards: the Inner fv_open leaked is taken back here.
     let inner = unsafe { Box::from_raw((*ff).inner) };
+    // SAFETY: as above.
     unsafe { (*ff).inner = ptr::null_mut() };
     real!(inner.real(), xClose)
 }
@@ -730,6 +744,7 @@ unsafe extern "C" fn fv_read(
     amt: c_int,
     off: i64,
 ) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     {
         let mut s = i.domain.lock();
@@ -751,7 +766,9 @@ unsafe extern "C" fn fv_write(
     amt: c_int,
     off: i64,
 ) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
+    // SAFETY: SQLite passes `amt` readable bytes at `buf` for the call.
     let data = unsafe { std::slice::from_raw_parts(buf as *const u8, amt as usize) };
     let mut s = i.domain.lock();
     if s.crashed {
@@ -785,6 +802,7 @@ unsafe extern "C" fn fv_write(
 }
 
 unsafe extern "C" fn fv_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     let mut s = i.domain.lock();
     if s.crashed {
@@ -805,6 +823,7 @@ unsafe extern "C" fn fv_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_i
 }
 
 unsafe extern "C" fn fv_sync(file: *mut ffi::sqlite3_file, _flags: c_int) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     let mut s = i.domain.lock();
     if s.crashed {
@@ -828,6 +847,7 @@ unsafe extern "C" fn fv_sync(file: *mut ffi::sqlite3_file, _flags: c_int) -> c_i
 }
 
 unsafe extern "C" fn fv_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     if i.domain.lock().crashed {
         return ffi::SQLITE_IOERR_FSTAT;
@@ -836,6 +856,7 @@ unsafe extern "C" fn fv_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) 
 }
 
 unsafe extern "C" fn fv_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     if i.domain.lock().crashed {
         return ffi::SQLITE_IOERR_LOCK;
@@ -844,11 +865,13 @@ unsafe extern "C" fn fv_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_in
 }
 
 unsafe extern "C" fn fv_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     real!(i.real(), xUnlock, level)
 }
 
 unsafe extern "C" fn fv_check_reserved(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     if i.domain.lock().crashed {
         return ffi::SQLITE_IOERR_CHECKRESERVEDLOCK;
@@ -861,16 +884,19 @@ unsafe extern "C" fn fv_file_control(
     op: c_int,
     arg: *mut c_void,
 ) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     real!(i.real(), xFileControl, op, arg)
 }
 
 unsafe extern "C" fn fv_sector_size(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     real!(i.real(), xSectorSize)
 }
 
 unsafe extern "C" fn fv_device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     real!(i.real(), xDeviceCharacteristics)
 }
@@ -882,6 +908,7 @@ unsafe extern "C" fn fv_shm_map(
     extend: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     if i.domain.lock().crashed {
         return ffi::SQLITE_IOERR_SHMMAP;
@@ -895,6 +922,7 @@ unsafe extern "C" fn fv_shm_lock(
     n: c_int,
     flags: c_int,
 ) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     if flags & ffi::SQLITE_SHM_LOCK != 0 && i.domain.lock().crashed {
         return ffi::SQLITE_IOERR_SHMLOCK;
@@ -903,8 +931,10 @@ unsafe extern "C" fn fv_shm_lock(
 }
 
 unsafe extern "C" fn fv_shm_barrier(file: *mut ffi::sqlite3_file) {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     let f = i.real();
+    // SAFETY: as in real!.
     unsafe {
         if let Some(m) = (*(*f).pMethods).xShmBarrier {
             m(f)
@@ -913,6 +943,7 @@ unsafe extern "C" fn fv_shm_barrier(file: *mut ffi::sqlite3_file) {
 }
 
 unsafe extern "C" fn fv_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     real!(i.real(), xShmUnmap, delete)
 }
@@ -923,8 +954,10 @@ unsafe extern "C" fn fv_fetch(
     amt: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     if i.domain.lock().crashed {
+        // SAFETY: `out` is SQLite's result slot.
         unsafe { *out = ptr::null_mut() };
         return ffi::SQLITE_IOERR_MMAP;
     }
@@ -932,6 +965,7 @@ unsafe extern "C" fn fv_fetch(
 }
 
 unsafe extern "C" fn fv_unfetch(file: *mut ffi::sqlite3_file, off: i64, p: *mut c_void) -> c_int {
+    // SAFETY: an open FaultFile (SQLite's contract for file methods).
     let i = unsafe { inner(file) };
     real!(i.real(), xUnfetch, off, p)
 }
@@ -1003,6 +1037,7 @@ unsafe extern "C" fn fv_dlsym(
     s: *const c_char,
 ) -> Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)> {
     let b = base();
+    // SAFETY: unix has xDlSym; SQLite's arguments.
     unsafe { (*b).xDlSym.unwrap()(b, h, s) }
 }
 
@@ -1013,6 +1048,7 @@ pub fn register() {
         let b = base();
         // SAFETY: reading the live unix VFS.
         let sz = unsafe { (*b).szOsFile }.max(std::mem::size_of::<FaultFile>() as c_int);
+        // SAFETY: as above.
         let mx = unsafe { (*b).mxPathname };
         let vfs = Box::new(ffi::sqlite3_vfs {
             iVersion: 2,
