@@ -1186,11 +1186,11 @@ unsafe extern "C" fn shim_shm_lock(
     let db = unsafe { open_db(file) };
     on_file(db, "xShmLock", ffi::SQLITE_IOERR_SHMLOCK, |db| {
         let lock = ShmLock::decode(offset, n, flags);
-        if let Some(lock) = lock {
+        if let Some(lock) = lock.filter(|l| l.matters_before()) {
             let _ = db.watch("xShmLock", |m, io| m.before_shm_lock(io, lock));
         }
         let rc = real_call!(db.real(), xShmLock, offset, n, flags);
-        if let Some(lock) = lock.filter(|_| rc == ffi::SQLITE_OK) {
+        if let Some(lock) = lock.filter(|l| rc == ffi::SQLITE_OK && l.matters_after()) {
             let _ = db.watch("xShmLock", |m, io| m.shm_locked(io, lock));
         }
         rc

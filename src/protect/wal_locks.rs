@@ -152,6 +152,21 @@ impl ShmLock {
         self.take == take && self.mode == mode
     }
 
+    /// Whether [`crate::protect::Monitor::before_shm_lock`] has anything
+    /// to do for this call: the VFS skips the call (and its panic guard)
+    /// otherwise, which is most of the locks a WAL transaction takes.
+    #[inline]
+    pub fn matters_before(self) -> bool {
+        self.releases_write_lock() || self.releases_checkpoint_lock()
+    }
+
+    /// Whether [`crate::protect::Monitor::shm_locked`] has anything to do
+    /// after this call succeeded.
+    #[inline]
+    pub fn matters_after(self) -> bool {
+        self.takes_read_mark() || self.takes_write_lock() || self.takes_checkpoint_lock()
+    }
+
     /// The WAL write lock is being released: a WAL write transaction (or a
     /// RESTART/TRUNCATE checkpoint, or a recovery of the index) ends.
     pub fn releases_write_lock(self) -> bool {
