@@ -1184,8 +1184,13 @@ unsafe extern "C" fn shim_shm_lock(
 ) -> c_int {
     // SAFETY: `file` is an open ShimFile (SQLite's contract).
     let db = unsafe { open_db(file) };
+    let lock = ShmLock::decode(offset, n, flags);
+    if !lock.is_some_and(|l| l.matters_before() || l.matters_after()) {
+        // Most of a WAL transaction's lock calls: a plain forward, with
+        // nothing that could panic.
+        return real_call!(db.real(), xShmLock, offset, n, flags);
+    }
     on_file(db, "xShmLock", ffi::SQLITE_IOERR_SHMLOCK, |db| {
-        let lock = ShmLock::decode(offset, n, flags);
         if let Some(lock) = lock.filter(|l| l.matters_before()) {
             let _ = db.watch("xShmLock", |m, io| m.before_shm_lock(io, lock));
         }
