@@ -28,113 +28,30 @@ impl Monitor {
     /// Writes a new generation from the file as it is now, with `flags`
     /// (`PENDING` or none) added to those the file's state implies.
     /// Returns whether a generation was written.
+    ///
+    /// The steps: note whether a partial checkpoint left the file mixed
+    /// ([`Self::checkpoint_left_mix`]); reload the `-dwr`
+    /// ([`Self::reload_copy`]); decide whether its schema pages may be
+    /// reused ([`Self::distrust_foreign_copy`]); read the file
+    /// ([`Self::take_with_hints`]); say what a snapshot that could not be
+    /// taken means; set the generation's flags ([`Self::flag_generation`]);
+    /// write it, page 1 only when it can ([`Self::write_page1_only`]),
+    /// else in full ([`Self::write_full`]).
     pub(super) fn refresh_as(&mut self, io: &mut dyn DbIo, flags: u32) -> Result<bool, String> {
-        // A WAL checkpoint that could not copy every frame (readers held it
-        // back) leaves the database file a mix of states: the pages whose
-        // newest frame it had to leave keep older images, and only the WAL
-        // makes the whole consistent. Readers read the pages it copied from
-        // the file, so the copy follows them; but if the mix does not even
-        // form a valid schema tree, that is not damage: wait for the next
-        // checkpoint (`dirty` stays set).
-        let mixed = self.shm_mapped
-            && !self.checkpoint_complete
-            && wal_index::backfill_complete(io) == Some(false);
-        let store = self.store()?;
-        if !store.is_linked() {
-            // Another connection disabled protection and removed the file.
-            self.protection = Protection::Off { reason: None };
-            self.protected.clear();
+        let mixed = self.checkpoint_left_mix(io);
+        if !self.reload_copy()? {
             return Ok(false);
         }
-        store
-            .refresh()
-            .map_err(|e| format!("cannot read the -dwr: {e}"))?;
-        // Another connection may have written a generation with another
-        // schema tree: this transaction's writes were then tracked against
-        // the wrong pages, and only a walk can tell what changed.
-        let same_pages = match &self.protection {
-            Protection::On(store) => store.mirror_header().is_none_or(|h| {
-                h.page_size == self.page_size
-                    && h.page_count as usize == self.protected.len()
-                    && store.mirror_pages().all(|p| self.protected.contains(p))
-            }),
-            Protection::Off { .. } => true,
-        };
-        let identity = self.identity;
-        let same_file = match &self.protection {
-            Protection::On(store) => store
-                .mirror_header()
-                .is_none_or(|h| h.fingerprint.identity.is_same_file(&identity)),
-            Protection::Off { .. } => true,
-        };
-        if !same_pages || !same_file {
-            // A copy of another file vouches for nothing here: walk this one.
-            self.schema_touched = true;
-        }
-        let reuse = !self.schema_touched;
-        let snapshot = match &self.protection {
-            Protection::On(store) => {
-                let freelist = store.mirror_header().and_then(|h| {
-                    let fp = h.fingerprint;
-                    (!self.freelist_touched).then_some((
-                        fp.freelist_trunk,
-                        fp.freelist_count,
-                        fp.freelist_crc,
-                    ))
-                });
-                // Witness page numbers count in the copy's page size.
-                let carried = store
-                    .mirror_header()
-                    .filter(|h| same_file && h.page_size == self.page_size)
-                    .map(|h| h.fingerprint.witnesses)
-                    .unwrap_or_default();
-                let hints = Hints {
-                    identity: self.identity,
-                    page1: self.page1_image.as_deref(),
-                    reuse: if reuse { Some(&**store) } else { None },
-                    freelist,
-                    witnesses: WitnessHints {
-                        page_size: self.page_size,
-                        written: self.witness_candidates,
-                        carried,
-                        maybe_rewritten: &self.data_written,
-                    },
-                };
-                take_snapshot(io, hints)
+        let same_file = self.distrust_foreign_copy();
+        let taken = self.take_with_hints(io, same_file)?;
+        self.forget_written();
+        let taken = match taken {
+            Ok(Some(taken)) => taken,
+            Ok(None) => {
+                // Empty database: nothing to protect yet.
+                self.dirty = false;
+                return Ok(false);
             }
-            Protection::Off { .. } => return Err("protection is off".into()),
-        };
-        self.page1_image = None;
-        self.witness_candidates = Witnesses::default();
-        self.witness_looks = 0;
-        self.data_written.clear();
-        let snapshot = match snapshot {
-            Ok(Some(taken)) => {
-                if let Some(trunks) = taken.trunks {
-                    self.freelist_trunks = trunks;
-                }
-                self.freelist_touched = false;
-                let mut snap = taken.snapshot;
-                snap.flags |= flags;
-                if snap.flags & FLAG_WAL != 0 {
-                    // The frames of this session (and, when the file holds
-                    // all of it, of the next) continue this copy.
-                    let complete =
-                        self.checkpoint_complete || wal_index::backfill_complete(io) == Some(true);
-                    snap.fingerprint.wal_session =
-                        wal_session(&self.db_path).map(|s| WalSession { complete, ..s });
-                }
-                if snap.flags & FLAG_WAL != 0 && !self.wal_retiring {
-                    snap.flags |= FLAG_WAL_AHEAD;
-                }
-                if taken.page1_only {
-                    if let Some(wrote) = self.write_page1_only(&snap)? {
-                        return Ok(wrote);
-                    }
-                }
-                Some(self.complete_from_mirror(snap, taken.page1_only))
-            }
-            Ok(None) => None,
             Err(_) if mixed => return Ok(false),
             Err(damage) => {
                 // The database itself is damaged: keep the copy as it is
@@ -144,15 +61,148 @@ impl Monitor {
                 return Ok(false);
             }
         };
-        let Some(snap) = snapshot else {
-            // Empty database: nothing to protect yet.
-            self.dirty = false;
+        if let Some(trunks) = taken.trunks {
+            self.freelist_trunks = trunks;
+        }
+        self.freelist_touched = false;
+        let snap = self.flag_generation(io, taken.snapshot, flags);
+        if taken.page1_only {
+            if let Some(wrote) = self.write_page1_only(&snap)? {
+                return Ok(wrote);
+            }
+        }
+        let snap = self.complete_from_mirror(snap, taken.page1_only);
+        self.write_full(&snap)
+    }
+
+    /// Whether a WAL checkpoint that could not copy every frame (readers
+    /// held it back) left the database file a mix of states: the pages
+    /// whose newest frame it had to leave keep older images, and only the
+    /// WAL makes the whole consistent. Readers read the pages it copied
+    /// from the file, so the copy follows them; but if the mix does not
+    /// even form a valid schema tree, that is not damage: wait for the next
+    /// checkpoint (`dirty` stays set).
+    fn checkpoint_left_mix(&self, io: &mut dyn DbIo) -> bool {
+        self.shm_mapped
+            && !self.checkpoint_complete
+            && wal_index::backfill_complete(io) == Some(false)
+    }
+
+    /// Re-reads the `-dwr` header (another connection may have written a
+    /// generation). Returns false, with protection turned off, when
+    /// another connection disabled protection and removed the file.
+    fn reload_copy(&mut self) -> Result<bool, String> {
+        let store = self.store()?;
+        if !store.is_linked() {
+            self.protection = Protection::Off { reason: None };
+            self.protected.clear();
             return Ok(false);
+        }
+        store
+            .refresh()
+            .map_err(|e| format!("cannot read the -dwr: {e}"))?;
+        Ok(true)
+    }
+
+    /// Whether the copy (if any) was taken from this file. When it was not,
+    /// or it protects other pages than the ones this connection tracked
+    /// writes against, marks the schema touched: only a walk can tell what
+    /// changed.
+    fn distrust_foreign_copy(&mut self) -> bool {
+        let Protection::On(store) = &self.protection else {
+            return true;
         };
+        let Some(h) = store.mirror_header() else {
+            return true;
+        };
+        // Another connection may have written a generation with another
+        // schema tree: this transaction's writes were then tracked against
+        // the wrong pages.
+        let same_pages = h.page_size == self.page_size
+            && h.page_count as usize == self.protected.len()
+            && store.mirror_pages().all(|p| self.protected.contains(p));
+        let same_file = h.fingerprint.identity.is_same_file(&self.identity);
+        if !same_pages || !same_file {
+            // A copy of another file vouches for nothing here: walk this one.
+            self.schema_touched = true;
+        }
+        same_file
+    }
+
+    /// Reads the file into a snapshot, reusing what the monitor knows (see
+    /// [`Hints`]). The outer error is the `-dwr`'s (protection is off); the
+    /// inner one is the database's (what [`take_snapshot`] found wrong).
+    fn take_with_hints(
+        &self,
+        io: &mut dyn DbIo,
+        same_file: bool,
+    ) -> Result<Result<Option<Taken>, String>, String> {
+        let Protection::On(store) = &self.protection else {
+            return Err("protection is off".into());
+        };
+        let mirror = store.mirror_header();
+        // The mirror's freelist checksum holds while no trunk was written.
+        let freelist = mirror.filter(|_| !self.freelist_touched).map(|h| {
+            let fp = h.fingerprint;
+            (fp.freelist_trunk, fp.freelist_count, fp.freelist_crc)
+        });
+        // Witness page numbers count in the copy's page size.
+        let carried = mirror
+            .filter(|h| same_file && h.page_size == self.page_size)
+            .map(|h| h.fingerprint.witnesses)
+            .unwrap_or_default();
+        let hints = Hints {
+            identity: self.identity,
+            page1: self.page1_image.as_deref(),
+            reuse: (!self.schema_touched).then_some(&**store),
+            freelist,
+            witnesses: WitnessHints {
+                page_size: self.page_size,
+                written: self.witness_candidates,
+                carried,
+                maybe_rewritten: &self.data_written,
+            },
+        };
+        Ok(take_snapshot(io, hints))
+    }
+
+    /// Forgets what was noted about the writes since the last refresh
+    /// (page 1 as written, witness candidates, the pages written): a
+    /// snapshot was just read from the file.
+    fn forget_written(&mut self) {
+        self.page1_image = None;
+        self.witness_candidates = Witnesses::default();
+        self.witness_looks = 0;
+        self.data_written.clear();
+    }
+
+    /// Adds `flags` and the flags the WAL implies to a snapshot: in WAL
+    /// mode, the WAL session that continues the copy, and `WAL_AHEAD`
+    /// unless the WAL is being retired.
+    fn flag_generation(&self, io: &mut dyn DbIo, mut snap: Snapshot, flags: u32) -> Snapshot {
+        snap.flags |= flags;
+        if snap.flags & FLAG_WAL != 0 {
+            // The frames of this session (and, when the file holds all of
+            // it, of the next) continue this copy.
+            let complete =
+                self.checkpoint_complete || wal_index::backfill_complete(io) == Some(true);
+            snap.fingerprint.wal_session =
+                wal_session(&self.db_path).map(|s| WalSession { complete, ..s });
+            if !self.wal_retiring {
+                snap.flags |= FLAG_WAL_AHEAD;
+            }
+        }
+        snap
+    }
+
+    /// Writes `snap` as a whole generation (unchanged pages are not
+    /// written) and makes its pages the protected set. Returns whether a
+    /// generation was written.
+    fn write_full(&mut self, snap: &Snapshot) -> Result<bool, String> {
         let store = self.store()?;
         let before = store.mirror_generation();
         let written = store
-            .write_generation(&snap)
+            .write_generation(snap)
             .map_err(|e| format!("cannot write the -dwr: {e}"))?;
         self.page_size = snap.page_size;
         self.protected = snap.pages.iter().map(|(p, _)| *p).collect();
