@@ -22,7 +22,7 @@
 //! * **WAL mode: at the checkpoint.** Commits go into the WAL and leave
 //!   the database file alone. A checkpoint writes the file under the
 //!   checkpoint lock; the copy follows at its database sync (the sync
-//!   while `checkpointing`), or, for a checkpoint that did not sync, when
+//!   while `Checkpoint::Copying`), or, for a checkpoint that did not sync, when
 //!   the checkpoint lock is released ([`Monitor::before_shm_lock`]).
 //! * **`WAL_AHEAD`.** Before the first frame goes into an empty WAL (the
 //!   WAL write lock taken, [`Monitor::shm_locked`]; or EXCLUSIVE in
@@ -36,7 +36,9 @@
 //! `snapshot.rs`.
 
 use super::wal_locks::wal_index;
-use super::{wal_has_frames, wal_session, DbIo, LockLevel, Monitor, Protection, Rc, ShmLock};
+use super::{
+    wal_has_frames, wal_session, Checkpoint, DbIo, LockLevel, Monitor, Protection, Rc, ShmLock,
+};
 use crate::dbfile;
 use crate::dwr::file::OpenMode;
 use crate::dwr::format::{self, Witnesses, FLAG_PENDING, FLAG_WAL, FLAG_WAL_AHEAD};
@@ -63,7 +65,7 @@ impl Monitor {
         io: &mut dyn DbIo,
         sync_db: &mut dyn FnMut() -> Rc,
     ) -> Rc {
-        if self.checkpointing {
+        if self.checkpointing() {
             let rc = sync_db();
             if rc.is_ok() {
                 if self.is_protected() {
@@ -73,12 +75,12 @@ impl Monitor {
                     // write, and once the WAL restarts their frames are
                     // gone: compare everything (unchanged pages are not
                     // written).
-                    self.checkpoint_complete = true;
+                    self.checkpoint = Checkpoint::Complete;
                     self.dirty = true;
                     self.schema_touched = true;
                 }
                 self.commit_boundary(io);
-                self.checkpoint_complete = false;
+                self.checkpoint = Checkpoint::Copying;
             }
             return rc;
         }
@@ -145,7 +147,7 @@ impl Monitor {
         }
         if lock.releases_checkpoint_lock() {
             self.commit_boundary(io);
-            self.checkpointing = false;
+            self.checkpoint = Checkpoint::Idle;
         }
     }
 
@@ -166,7 +168,7 @@ impl Monitor {
             self.wal_write_starting();
         }
         if lock.takes_checkpoint_lock() {
-            self.checkpointing = true;
+            self.checkpoint = Checkpoint::Copying;
             self.checkpoint_started(io);
         }
     }

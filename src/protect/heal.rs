@@ -310,7 +310,7 @@ impl Monitor {
     fn lock_out_writers(&mut self, io: &mut dyn DbIo, page1: &[u8]) -> bool {
         if self.shm_mapped {
             // Not while this connection checkpoints: it holds the lock.
-            !self.checkpointing && io.checkpoint_lock(true).is_ok()
+            !self.checkpointing() && io.checkpoint_lock(true).is_ok()
         } else if page1.get(18) == Some(&2) && super::wal_exists(&self.db_path) {
             false
         } else {
@@ -331,7 +331,7 @@ impl Monitor {
     /// half-way through one. Returns `None` when the lock cannot be had at once,
     /// else whether it was taken here (and must be released).
     fn hold_checkpoint_lock(&mut self, io: &mut dyn DbIo) -> Option<bool> {
-        if self.checkpointing {
+        if self.checkpointing() {
             return Some(false);
         }
         if !self.shm_mapped {

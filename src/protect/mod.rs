@@ -129,9 +129,8 @@ pub struct Monitor {
     /// connection created while this one was unprotected).
     page1_written: bool,
     lock_level: LockLevel,
-    /// This connection holds the WAL checkpoint lock: the database file is
-    /// being written by a checkpoint.
-    checkpointing: bool,
+    /// Where this connection is in a WAL checkpoint.
+    checkpoint: Checkpoint,
     /// The WAL index is mapped through this file (the database is in WAL
     /// mode and the pager has opened the WAL).
     shm_mapped: bool,
@@ -142,15 +141,26 @@ pub struct Monitor {
     /// The WAL was checkpointed in full and deleted: the next generation
     /// is taken without `WAL_AHEAD`.
     wal_retiring: bool,
-    /// Inside the database sync of a WAL checkpoint, which SQLite runs only
-    /// when it copied every frame: the file is one committed state.
-    checkpoint_complete: bool,
     /// `PRAGMA locking_mode=EXCLUSIVE` was seen on this connection.
     exclusive_locking: bool,
     /// What the status reports, until something replaces it.
     last_event: Option<Event>,
     /// Read-path state (see `heal`).
     read: heal::ReadState,
+}
+
+/// Where this connection is in a WAL checkpoint: the phases of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Checkpoint {
+    /// Not checkpointing.
+    Idle,
+    /// This connection holds the WAL checkpoint lock: the database file is
+    /// being written by a checkpoint.
+    Copying,
+    /// Inside the database sync of a WAL checkpoint, which SQLite runs only
+    /// when it copied every frame: the file is one committed state. Back to
+    /// `Copying` once the copy followed.
+    Complete,
 }
 
 /// The last thing that happened to the copy worth a word in the status
@@ -239,11 +249,10 @@ impl Monitor {
             data_written: WrittenFilter::default(),
             page1_written: false,
             lock_level: LockLevel::None,
-            checkpointing: false,
+            checkpoint: Checkpoint::Idle,
             shm_mapped: false,
             tentative: false,
             wal_retiring: false,
-            checkpoint_complete: false,
             exclusive_locking: false,
             last_event: None,
             read: heal::ReadState::default(),
@@ -290,6 +299,11 @@ impl Monitor {
     /// one, as the VFS does for a monitor that replaces one that panicked).
     pub fn set_logger(&mut self, log: Logger) {
         self.log = log;
+    }
+
+    /// This connection holds the WAL checkpoint lock.
+    fn checkpointing(&self) -> bool {
+        self.checkpoint != Checkpoint::Idle
     }
 
     fn warn(&mut self, msg: &str) {

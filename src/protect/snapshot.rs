@@ -11,7 +11,7 @@
 
 use super::commit::WrittenFilter;
 use super::wal_locks::wal_index;
-use super::{read_page, wal_session, DbIo, Event, Monitor, Protection};
+use super::{read_page, wal_session, Checkpoint, DbIo, Event, Monitor, Protection};
 use crate::dbfile::{self, DbHeader};
 use crate::dwr::format::{self, Fingerprint, WalSession, Witnesses, FLAG_WAL, FLAG_WAL_AHEAD};
 use crate::dwr::identity::FileIdentity;
@@ -84,7 +84,7 @@ impl Monitor {
     /// checkpoint (`dirty` stays set).
     fn checkpoint_left_mix(&self, io: &mut dyn DbIo) -> bool {
         self.shm_mapped
-            && !self.checkpoint_complete
+            && self.checkpoint != Checkpoint::Complete
             && wal_index::backfill_complete(io) == Some(false)
     }
 
@@ -184,8 +184,8 @@ impl Monitor {
         if snap.flags & FLAG_WAL != 0 {
             // The frames of this session (and, when the file holds all of
             // it, of the next) continue this copy.
-            let complete =
-                self.checkpoint_complete || wal_index::backfill_complete(io) == Some(true);
+            let complete = self.checkpoint == Checkpoint::Complete
+                || wal_index::backfill_complete(io) == Some(true);
             snap.fingerprint.wal_session =
                 wal_session(&self.db_path).map(|s| WalSession { complete, ..s });
             if !self.wal_retiring {
