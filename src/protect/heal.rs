@@ -48,13 +48,25 @@ pub(super) struct ReadState {
     declined: HashSet<(u32, u32)>,
     /// Pages were served from the copy and the file still holds the damage.
     repair_pending: bool,
-    /// A healthy page 1 newer than the copy was read: refresh the copy.
-    refresh_wanted: bool,
+    /// What the page 1 just classified asks of the copy, acted on once
+    /// that read is in hand.
+    page1_asks: Page1Asks,
+}
+
+/// What reading page 1 asked for: at most one thing, set when page 1 is
+/// classified and taken (acted on or dropped) by the end of that read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Page1Asks {
+    #[default]
+    Nothing,
+    /// A healthy page 1 newer than the copy was read (or the file was
+    /// replaced by one with the same page 1): refresh the copy.
+    Refresh,
     /// Page 1 equals the copy's, whose newest generation is `PENDING` and
     /// not this connection's: its writer stopped between the commit point
     /// and the confirmation. SQLite rolls a hot journal back before it
     /// reads page 1, so the commit did happen: confirm it.
-    confirm_wanted: bool,
+    Confirm,
 }
 
 impl ReadState {
@@ -179,18 +191,14 @@ impl Monitor {
         if offset != 0 {
             return healed;
         }
+        let asks = std::mem::take(&mut self.read.page1_asks);
         if !extras {
-            self.read.refresh_wanted = false;
-            self.read.confirm_wanted = false;
             return healed;
         }
-        if self.read.refresh_wanted {
-            self.read.refresh_wanted = false;
-            self.refresh_while_reading(io, data);
-        }
-        if self.read.confirm_wanted {
-            self.read.confirm_wanted = false;
-            self.confirm_while_reading(io, data);
+        match asks {
+            Page1Asks::Nothing => {}
+            Page1Asks::Refresh => self.refresh_while_reading(io, data),
+            Page1Asks::Confirm => self.confirm_while_reading(io, data),
         }
         healed
     }
@@ -409,8 +417,7 @@ impl Monitor {
         };
         // A fetch cannot act on these (SQLite never maps page 1); the next
         // read of page 1 asks again.
-        self.read.refresh_wanted = false;
-        self.read.confirm_wanted = false;
+        self.read.page1_asks = Page1Asks::Nothing;
         suspicious
     }
 
@@ -524,17 +531,22 @@ impl Monitor {
                 // restored backup, say). The copy still names the old
                 // file, so it can never be restored here: take a new one
                 // while the file is healthy.
-                self.read.refresh_wanted = !self.readonly;
+                if !self.readonly {
+                    self.read.page1_asks = Page1Asks::Refresh;
+                }
                 self.read.trusted = false;
                 return Verdict::Fine;
             }
             if full_page {
                 self.read.trusted = true;
-                self.read.confirm_wanted = !self.tentative
+                let foreign_pending = !self.tentative
                     && self
                         .store_ref()
                         .and_then(|s| s.mirror_header())
                         .is_some_and(|h| h.is_pending());
+                if foreign_pending {
+                    self.read.page1_asks = Page1Asks::Confirm;
+                }
             }
             return Verdict::Fine;
         }
@@ -559,7 +571,9 @@ impl Monitor {
             Verdict::Suspicious(1)
         } else {
             // A healthy, later page 1: the copy is behind the file.
-            self.read.refresh_wanted = !broken && full_page;
+            if !broken && full_page {
+                self.read.page1_asks = Page1Asks::Refresh;
+            }
             Verdict::Fine
         }
     }
