@@ -8,7 +8,7 @@
 //!   [`Monitor::note_truncate`] mark the copy dirty when a write touches
 //!   page 1, a protected page or (for the witnesses) any other page, and
 //!   keep what the next snapshot can reuse: page 1 as written, witness
-//!   candidates, the pages written ([`WrittenFilter`]).
+//!   candidates, the pages written ([`Written`]).
 //! * **Rollback mode: pending, then confirmed.** At the database sync of
 //!   a write transaction ([`Monitor::around_database_sync`]), before the
 //!   commit point (the journal's deletion), the copy of the new state is
@@ -76,8 +76,7 @@ impl Monitor {
                     // gone: compare everything (unchanged pages are not
                     // written).
                     self.checkpoint = Checkpoint::Complete;
-                    self.dirty = true;
-                    self.schema_touched = true;
+                    self.changes.need_walk();
                 }
                 self.commit_boundary(io);
                 self.checkpoint = Checkpoint::Copying;
@@ -86,12 +85,12 @@ impl Monitor {
         }
         if self.readonly
             || !self.is_protected()
-            || !self.dirty
+            || !self.changes.dirty
             || self.lock_level < LockLevel::Reserved
         {
             return sync_db();
         }
-        self.page1_written = false;
+        self.changes.page1 = false;
         if let Protection::On(store) = &mut self.protection {
             store.set_defer_sync(true);
         }
@@ -223,9 +222,7 @@ impl Monitor {
     #[inline(always)]
     pub fn before_unlock(&mut self, level: LockLevel) -> bool {
         level < self.lock_level
-            && (self.dirty
-                || self.tentative
-                || self.page1_written
+            && (self.boundary_has_work()
                 || (level == LockLevel::None
                     && self.lock_level == LockLevel::Exclusive
                     && !self.readonly))
@@ -254,20 +251,19 @@ impl Monitor {
     pub fn note_write(&mut self, offset: u64, data: &[u8]) {
         let len = data.len();
         if offset == 0 {
-            self.page1_written = true;
+            self.changes.page1 = true;
         }
         if !self.is_protected() {
             return;
         }
         if offset == 0 && len >= 100 && dbfile::page_size_from_header(data) == Some(len as u32) {
-            match &mut self.page1_image {
+            match &mut self.written.page1_image {
                 Some(image) if image.len() == len => image.copy_from_slice(data),
-                _ => self.page1_image = Some(data.to_vec()),
+                _ => self.written.page1_image = Some(data.to_vec()),
             }
         }
         if self.page_size == 0 {
-            self.dirty = true;
-            self.schema_touched = true;
+            self.changes.need_walk();
             return;
         }
         let ps = self.page_size as u64;
@@ -277,23 +273,22 @@ impl Monitor {
         for pgno in first..=last {
             let pgno = pgno as u32;
             if pgno == 1 {
-                self.dirty = true;
+                self.changes.dirty = true;
             } else if self.protected.contains(pgno) {
-                self.dirty = true;
-                self.schema_touched = true;
+                self.changes.need_walk();
             } else {
                 if self.freelist_trunks.contains(&pgno) {
-                    self.freelist_touched = true;
+                    self.changes.freelist = true;
                 }
                 // The witnesses the copy records must follow every write,
                 // or they would prove the file changed when it did not.
-                self.dirty = true;
-                self.data_written.insert(pgno);
+                self.changes.dirty = true;
+                self.written.pages.insert(pgno);
                 if whole_page {
                     self.note_witness_candidate(pgno, data);
                 } else {
-                    self.witness_candidates = Witnesses::default();
-                    self.witness_looks = u32::MAX;
+                    self.written.witness_candidates = Witnesses::default();
+                    self.written.witness_looks = u32::MAX;
                 }
             }
         }
@@ -304,24 +299,27 @@ impl Monitor {
     fn note_witness_candidate(&mut self, pgno: u32, data: &[u8]) {
         /// Pages looked at per refresh for content worth recording.
         const MAX_LOOKS: u32 = 16;
-        if self.witness_candidates.contains(pgno) {
+        if self.written.witness_candidates.contains(pgno) {
             // Written again: keep the checksum of the new image, or drop
             // the page if it no longer has content (freed and zeroed, or
             // emptied): an empty page ties the copy to no database.
             let worthy = format::witness_worthy(data);
             let mut kept = Witnesses::default();
-            for (p, crc) in self.witness_candidates.iter() {
+            for (p, crc) in self.written.witness_candidates.iter() {
                 if p != pgno {
                     kept.push(p, crc);
                 } else if worthy {
                     kept.push(p, crate::dwr::format::crc32c(data));
                 }
             }
-            self.witness_candidates = kept;
-        } else if !self.witness_candidates.is_full() && self.witness_looks < MAX_LOOKS {
-            self.witness_looks += 1;
+            self.written.witness_candidates = kept;
+        } else if !self.written.witness_candidates.is_full()
+            && self.written.witness_looks < MAX_LOOKS
+        {
+            self.written.witness_looks += 1;
             if format::witness_worthy(data) {
-                self.witness_candidates
+                self.written
+                    .witness_candidates
                     .push(pgno, crate::dwr::format::crc32c(data));
             }
         }
@@ -331,9 +329,8 @@ impl Monitor {
     /// moved (auto-vacuum, VACUUM), so the next refresh walks the tree again.
     pub fn note_truncate(&mut self, size: u64) {
         if self.is_protected() {
-            self.dirty = true;
-            self.schema_touched = true;
-            self.freelist_touched = true;
+            self.changes.need_walk();
+            self.changes.freelist = true;
             // Moving a page writes it, and those writes are noted one by
             // one: a truncate itself changes no page it keeps, only drops
             // the ones past the new end. SQLite truncates the file at the
@@ -342,11 +339,19 @@ impl Monitor {
             // read every witness again at each checkpoint, reads of the
             // database file SQLite itself never makes.
             if self.page_size == 0 {
-                self.data_written.insert_all();
+                self.written.pages.insert_all();
             } else {
-                self.data_written.cut(size / self.page_size as u64);
+                self.written.pages.cut(size / self.page_size as u64);
             }
         }
+    }
+
+    /// Whether a commit boundary has anything to do: write a generation
+    /// (dirty), confirm one (tentative), or look for a `-dwr` another
+    /// connection created (page 1 written while unprotected).
+    #[inline(always)]
+    fn boundary_has_work(&self) -> bool {
+        self.changes.dirty || self.tentative || self.changes.page1
     }
 
     /// A commit boundary: brings the copy up to date if anything protected
@@ -354,26 +359,26 @@ impl Monitor {
     fn commit_boundary(&mut self, io: &mut dyn DbIo) {
         // The end of every read transaction comes here: leave at once when
         // there is nothing to write, confirm or adopt.
-        if !self.dirty && !self.tentative && !self.page1_written {
+        if !self.boundary_has_work() {
             return;
         }
         if self.readonly {
             return;
         }
         if !self.is_protected() {
-            if self.page1_written && !self.readonly {
-                self.page1_written = false;
+            if self.changes.page1 && !self.readonly {
+                self.changes.page1 = false;
                 self.adopt_foreign_enable(io);
             }
             return;
         }
-        if !self.dirty {
+        if !self.changes.dirty {
             if std::mem::take(&mut self.tentative) {
                 self.confirm_pending();
             }
             return;
         }
-        self.page1_written = false;
+        self.changes.page1 = false;
         self.tentative = false;
         if let Err(e) = self.refresh(io) {
             self.fail(&e);
@@ -410,8 +415,7 @@ impl Monitor {
             // The copy was taken from another file (this one replaced it).
             // A header-only update would vouch for pages this file may not
             // have: the next commit boundary takes a whole new copy.
-            self.dirty = true;
-            self.schema_touched = true;
+            self.changes.need_walk();
             return;
         }
         let result = result.and_then(|()| {
@@ -524,7 +528,7 @@ impl Monitor {
             return;
         }
         self.wal_retiring = true;
-        self.dirty = true;
+        self.changes.dirty = true;
         if let Err(e) = self.refresh(io) {
             self.fail(&e);
         }
@@ -537,8 +541,7 @@ impl Monitor {
         if matches!(self.protection, Protection::Off { reason: None }) && self.dwr_path.exists() {
             if let Ok(store) = self.open_store(OpenMode::ReadWrite) {
                 self.protection = Protection::On(Box::new(store));
-                self.dirty = true;
-                self.schema_touched = true;
+                self.changes.need_walk();
                 if let Err(e) = self.refresh(io) {
                     self.fail(&e);
                 }
@@ -554,6 +557,36 @@ impl Monitor {
                 self.warn(&format!("cannot sync {}: {e}", self.dwr_path.display()));
             }
         }
+    }
+}
+
+/// What this connection's writes since the last refresh left, for the
+/// next snapshot to use instead of reading the file; all of it is used, and
+/// cleared, when a snapshot is read.
+#[derive(Default)]
+pub(super) struct Written {
+    /// The last page 1 image SQLite wrote: a snapshot takes it instead of
+    /// reading the file again.
+    pub(super) page1_image: Option<Vec<u8>>,
+    /// Witness candidates (see [`Witnesses`]): unprotected pages with
+    /// content that this connection wrote, with the checksum of what it
+    /// wrote.
+    pub(super) witness_candidates: Witnesses,
+    /// How many written pages were looked at as candidates; bounded so
+    /// that a large transaction pays for a few only.
+    pub(super) witness_looks: u32,
+    /// Unprotected pages written (a filter: it may say yes for a page that
+    /// was not written). A witness the header carries whose page may have
+    /// been written is read again.
+    pub(super) pages: WrittenFilter,
+}
+
+impl Written {
+    pub(super) fn clear(&mut self) {
+        self.page1_image = None;
+        self.witness_candidates = Witnesses::default();
+        self.witness_looks = 0;
+        self.pages.clear();
     }
 }
 

@@ -393,8 +393,7 @@ impl Monitor {
         if !self.lock_out_writers(io, page1) {
             return;
         }
-        self.schema_touched = true;
-        self.dirty = true;
+        self.changes.need_walk();
         if let Err(e) = self.refresh(io) {
             self.fail(&e);
         }
@@ -622,7 +621,7 @@ impl Monitor {
             return;
         };
         if let Some(h) = store.mirror_header() {
-            if self.page_size != h.page_size || !self.dirty {
+            if self.page_size != h.page_size || !self.changes.dirty {
                 self.page_size = h.page_size;
                 self.protected = store.mirror_pages().collect();
             }

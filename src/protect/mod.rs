@@ -26,13 +26,12 @@
 
 use crate::dbfile::{self, DbHeader};
 use crate::dwr::file::{DwrOpener, OpenMode};
-use crate::dwr::format::{WalSession, Witnesses, FLAG_WAL};
+use crate::dwr::format::{WalSession, FLAG_WAL};
 use crate::dwr::identity::FileIdentity;
 use crate::dwr::store::{PageFilterSet, Store, SyncPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use commit::WrittenFilter;
 use recover::lock_error;
 pub use wal_locks::{LockLevel, Rc, ShmLock};
 
@@ -99,35 +98,16 @@ pub struct Monitor {
     page_size: u32,
     /// Pages of the last snapshot; writes to them (or page 1) make it dirty.
     protected: PageFilterSet,
-    /// A write or truncate since the last refresh may have changed a
-    /// protected page.
-    dirty: bool,
-    /// A protected page other than page 1 was written: the schema tree must
-    /// be walked again.
-    schema_touched: bool,
-    /// The last page 1 image SQLite wrote since the last refresh: a
-    /// snapshot takes it instead of reading the file again.
-    page1_image: Option<Vec<u8>>,
-    /// Freelist trunk pages of the last snapshot, and whether one of them
-    /// was written since (if not, its checksum is still valid).
+    /// What changed since the last refresh that the next one must look at.
+    changes: Changes,
+    /// What the writes since the last refresh left that the next snapshot
+    /// can use instead of reading the file.
+    written: commit::Written,
+    /// Freelist trunk pages of the last snapshot (a write to one sets
+    /// [`Changes::freelist`]).
     freelist_trunks: Vec<u32>,
-    freelist_touched: bool,
     /// Which file this connection has open, taken once at open.
     identity: FileIdentity,
-    /// Witness candidates (see [`Witnesses`]): unprotected pages with
-    /// content that this connection wrote since the last refresh, with the
-    /// checksum of what it wrote.
-    witness_candidates: Witnesses,
-    /// How many written pages were looked at as candidates since the last
-    /// refresh; bounded so that a large transaction pays for a few only.
-    witness_looks: u32,
-    /// Unprotected pages written since the last refresh (a filter: it may
-    /// say yes for a page that was not written). A witness the header
-    /// carries whose page may have been written is read again.
-    data_written: WrittenFilter,
-    /// Page 1 was written at all (used to notice a `-dwr` another
-    /// connection created while this one was unprotected).
-    page1_written: bool,
     lock_level: LockLevel,
     /// Where this connection is in a WAL checkpoint.
     checkpoint: Checkpoint,
@@ -147,6 +127,36 @@ pub struct Monitor {
     last_event: Option<Event>,
     /// Read-path state (see `heal`).
     read: heal::ReadState,
+}
+
+/// What changed in the file since the last refresh, as far as the copy is
+/// concerned: independent flags, each telling the next refresh (or commit
+/// boundary) what to look at again.
+#[derive(Default)]
+struct Changes {
+    /// A write or truncate since the last refresh may have changed a
+    /// protected page or a witness: the copy is dirty.
+    dirty: bool,
+    /// A protected page other than page 1 was written (or the copy cannot
+    /// vouch for the schema pages): the schema tree must be walked again.
+    schema: bool,
+    /// A freelist trunk page of the last snapshot was written: the
+    /// freelist is walked again (if not, the copy's checksum still holds).
+    freelist: bool,
+    /// Page 1 was written at all since the last commit boundary (used to
+    /// notice a `-dwr` another connection created while this one was
+    /// unprotected). Cleared by the commit boundary, not by a refresh.
+    page1: bool,
+}
+
+impl Changes {
+    /// Anything protected may have changed: the next refresh walks the
+    /// schema tree and compares every page (unchanged pages are not
+    /// written).
+    fn need_walk(&mut self) {
+        self.dirty = true;
+        self.schema = true;
+    }
 }
 
 /// Where this connection is in a WAL checkpoint: the phases of one.
@@ -238,16 +248,14 @@ impl Monitor {
             protection: Protection::Off { reason: None },
             page_size: 0,
             protected: PageFilterSet::default(),
-            dirty: false,
-            schema_touched: false,
-            page1_image: None,
+            changes: Changes {
+                // No trunk is known yet: walk the freelist.
+                freelist: true,
+                ..Changes::default()
+            },
+            written: commit::Written::default(),
             freelist_trunks: Vec::new(),
-            freelist_touched: true,
             identity: FileIdentity::of_path(db_path).unwrap_or_default(),
-            witness_candidates: Witnesses::default(),
-            witness_looks: 0,
-            data_written: WrittenFilter::default(),
-            page1_written: false,
             lock_level: LockLevel::None,
             checkpoint: Checkpoint::Idle,
             shm_mapped: false,
@@ -399,7 +407,7 @@ impl Monitor {
             reason: Some(why.to_owned()),
         };
         self.protected.clear();
-        self.dirty = false;
+        self.changes.dirty = false;
         self.tentative = false;
     }
 
@@ -455,8 +463,7 @@ impl Monitor {
             })?;
             return Ok(Enabled::Recovered(report));
         }
-        self.schema_touched = true;
-        self.dirty = true;
+        self.changes.need_walk();
         self.last_event = None;
         self.refresh(io)?;
         match self.last_event.take() {
@@ -469,7 +476,7 @@ impl Monitor {
     pub fn disable(&mut self) -> Result<(), String> {
         self.protection = Protection::Off { reason: None };
         self.protected.clear();
-        self.dirty = false;
+        self.changes.dirty = false;
         self.last_event = None;
         match std::fs::remove_file(&self.dwr_path) {
             Ok(()) => Ok(()),

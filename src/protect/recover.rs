@@ -82,7 +82,7 @@ impl Monitor {
     pub(super) fn recover_exclusive(&mut self, io: &mut dyn DbIo) -> Result<String, String> {
         // The restore writes page 1 itself; an image SQLite wrote earlier
         // no longer describes the file.
-        self.page1_image = None;
+        self.written.page1_image = None;
         let db_path = self.db_path.clone();
         let store = self.store()?;
         let scan = store
@@ -149,8 +149,7 @@ impl Monitor {
         );
         self.warn(&format!("metadwr: {}: {report}", self.db_path.display()));
         self.last_event = Some(Event::Recovered(report.clone()));
-        self.schema_touched = true;
-        self.dirty = true;
+        self.changes.need_walk();
         if let Err(e) = self.refresh(io) {
             self.fail(&e);
         }

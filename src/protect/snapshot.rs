@@ -44,19 +44,21 @@ impl Monitor {
         }
         let same_file = self.distrust_foreign_copy();
         let taken = self.take_with_hints(io, same_file)?;
-        self.forget_written();
+        // A snapshot was just read from the file: what the writes since
+        // the last refresh left has been used.
+        self.written.clear();
         let taken = match taken {
             Ok(Some(taken)) => taken,
             Ok(None) => {
                 // Empty database: nothing to protect yet.
-                self.dirty = false;
+                self.changes.dirty = false;
                 return Ok(false);
             }
             Err(_) if mixed => return Ok(false),
             Err(damage) => {
                 // The database itself is damaged: keep the copy as it is
                 // (it is what a restore needs) and stay protected.
-                self.dirty = false;
+                self.changes.dirty = false;
                 self.last_event = Some(Event::Damaged(damage));
                 return Ok(false);
             }
@@ -64,7 +66,7 @@ impl Monitor {
         if let Some(trunks) = taken.trunks {
             self.freelist_trunks = trunks;
         }
-        self.freelist_touched = false;
+        self.changes.freelist = false;
         let snap = self.flag_generation(io, taken.snapshot, flags);
         if taken.page1_only {
             if let Some(wrote) = self.write_page1_only(&snap)? {
@@ -124,7 +126,7 @@ impl Monitor {
         let same_file = h.fingerprint.identity.is_same_file(&self.identity);
         if !same_pages || !same_file {
             // A copy of another file vouches for nothing here: walk this one.
-            self.schema_touched = true;
+            self.changes.schema = true;
         }
         same_file
     }
@@ -142,7 +144,7 @@ impl Monitor {
         };
         let mirror = store.mirror_header();
         // The mirror's freelist checksum holds while no trunk was written.
-        let freelist = mirror.filter(|_| !self.freelist_touched).map(|h| {
+        let freelist = mirror.filter(|_| !self.changes.freelist).map(|h| {
             let fp = h.fingerprint;
             (fp.freelist_trunk, fp.freelist_count, fp.freelist_crc)
         });
@@ -153,27 +155,17 @@ impl Monitor {
             .unwrap_or_default();
         let hints = Hints {
             identity: self.identity,
-            page1: self.page1_image.as_deref(),
-            reuse: (!self.schema_touched).then_some(&**store),
+            page1: self.written.page1_image.as_deref(),
+            reuse: (!self.changes.schema).then_some(&**store),
             freelist,
             witnesses: WitnessHints {
                 page_size: self.page_size,
-                written: self.witness_candidates,
+                written: self.written.witness_candidates,
                 carried,
-                maybe_rewritten: &self.data_written,
+                maybe_rewritten: &self.written.pages,
             },
         };
         Ok(take_snapshot(io, hints))
-    }
-
-    /// Forgets what was noted about the writes since the last refresh
-    /// (page 1 as written, witness candidates, the pages written): a
-    /// snapshot was just read from the file.
-    fn forget_written(&mut self) {
-        self.page1_image = None;
-        self.witness_candidates = Witnesses::default();
-        self.witness_looks = 0;
-        self.data_written.clear();
     }
 
     /// Adds `flags` and the flags the WAL implies to a snapshot: in WAL
@@ -207,7 +199,7 @@ impl Monitor {
         self.page_size = snap.page_size;
         self.protected = snap.pages.iter().map(|(p, _)| *p).collect();
         self.after_refresh();
-        self.schema_touched = false;
+        self.changes.schema = false;
         Ok(before != Some(written))
     }
 
@@ -242,7 +234,7 @@ impl Monitor {
 
     /// Bookkeeping after a new generation was written.
     fn after_refresh(&mut self) {
-        self.dirty = false;
+        self.changes.dirty = false;
         if self.is_stale() {
             // The copy describes the file again.
             self.last_event = None;
