@@ -35,6 +35,7 @@
 //! Writing a generation itself (which pages, which witnesses) is
 //! `snapshot.rs`.
 
+use super::snapshot::WalAhead;
 use super::wal_locks::wal_index;
 use super::{
     wal_has_frames, wal_session, Checkpoint, DbIo, LockLevel, Monitor, Protection, Rc, ShmLock,
@@ -94,7 +95,7 @@ impl Monitor {
         if let Protection::On(store) = &mut self.protection {
             store.set_defer_sync(true);
         }
-        let written = self.refresh_as(io, FLAG_PENDING);
+        let written = self.refresh_as(io, FLAG_PENDING, WalAhead::Set);
         let store = match &mut self.protection {
             Protection::On(store) => {
                 store.set_defer_sync(false);
@@ -527,12 +528,10 @@ impl Monitor {
         if !store.mirror_header().is_some_and(|h| h.wal_ahead()) || wal_has_frames(&self.db_path) {
             return;
         }
-        self.wal_retiring = true;
         self.changes.dirty = true;
-        if let Err(e) = self.refresh(io) {
+        if let Err(e) = self.refresh_as(io, 0, WalAhead::Retired) {
             self.fail(&e);
         }
-        self.wal_retiring = false;
     }
 
     /// Another connection enabled protection while this one was not

@@ -118,9 +118,6 @@ pub struct Monitor {
     /// the current transaction, and nothing was written since: at the
     /// commit boundary a header-only update confirms it.
     tentative: bool,
-    /// The WAL was checkpointed in full and deleted: the next generation
-    /// is taken without `WAL_AHEAD`.
-    wal_retiring: bool,
     /// `PRAGMA locking_mode=EXCLUSIVE` was seen on this connection.
     exclusive_locking: bool,
     /// What the status reports, until something replaces it.
@@ -260,7 +257,6 @@ impl Monitor {
             checkpoint: Checkpoint::Idle,
             shm_mapped: false,
             tentative: false,
-            wal_retiring: false,
             exclusive_locking: false,
             last_event: None,
             read: heal::ReadState::default(),

@@ -22,12 +22,13 @@ use std::collections::HashMap;
 impl Monitor {
     /// Writes a new, confirmed generation from the file as it is now.
     pub(super) fn refresh(&mut self, io: &mut dyn DbIo) -> Result<(), String> {
-        self.refresh_as(io, 0).map(|_| ())
+        self.refresh_as(io, 0, WalAhead::Set).map(|_| ())
     }
 
     /// Writes a new generation from the file as it is now, with `flags`
-    /// (`PENDING` or none) added to those the file's state implies.
-    /// Returns whether a generation was written.
+    /// (`PENDING` or none) added to those the file's state implies, and in
+    /// WAL mode `WAL_AHEAD` as `wal_ahead` says. Returns whether a
+    /// generation was written.
     ///
     /// The steps: note whether a partial checkpoint left the file mixed
     /// ([`Self::checkpoint_left_mix`]); reload the `-dwr`
@@ -37,7 +38,12 @@ impl Monitor {
     /// taken means; set the generation's flags ([`Self::flag_generation`]);
     /// write it, page 1 only when it can ([`Self::write_page1_only`]),
     /// else in full ([`Self::write_full`]).
-    pub(super) fn refresh_as(&mut self, io: &mut dyn DbIo, flags: u32) -> Result<bool, String> {
+    pub(super) fn refresh_as(
+        &mut self,
+        io: &mut dyn DbIo,
+        flags: u32,
+        wal_ahead: WalAhead,
+    ) -> Result<bool, String> {
         let mixed = self.checkpoint_left_mix(io);
         if !self.reload_copy()? {
             return Ok(false);
@@ -67,7 +73,7 @@ impl Monitor {
             self.freelist_trunks = trunks;
         }
         self.changes.freelist = false;
-        let snap = self.flag_generation(io, taken.snapshot, flags);
+        let snap = self.flag_generation(io, taken.snapshot, flags, wal_ahead);
         if taken.page1_only {
             if let Some(wrote) = self.write_page1_only(&snap)? {
                 return Ok(wrote);
@@ -171,7 +177,13 @@ impl Monitor {
     /// Adds `flags` and the flags the WAL implies to a snapshot: in WAL
     /// mode, the WAL session that continues the copy, and `WAL_AHEAD`
     /// unless the WAL is being retired.
-    fn flag_generation(&self, io: &mut dyn DbIo, mut snap: Snapshot, flags: u32) -> Snapshot {
+    fn flag_generation(
+        &self,
+        io: &mut dyn DbIo,
+        mut snap: Snapshot,
+        flags: u32,
+        wal_ahead: WalAhead,
+    ) -> Snapshot {
         snap.flags |= flags;
         if snap.flags & FLAG_WAL != 0 {
             // The frames of this session (and, when the file holds all of
@@ -180,7 +192,7 @@ impl Monitor {
                 || wal_index::backfill_complete(io) == Some(true);
             snap.fingerprint.wal_session =
                 wal_session(&self.db_path).map(|s| WalSession { complete, ..s });
-            if !self.wal_retiring {
+            if wal_ahead == WalAhead::Set {
                 snap.flags |= FLAG_WAL_AHEAD;
             }
         }
@@ -245,6 +257,16 @@ impl Monitor {
     fn is_stale(&self) -> bool {
         matches!(self.last_event, Some(Event::Stale(_)))
     }
+}
+
+/// Whether a WAL-mode generation says the WAL may hold commits it lacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WalAhead {
+    /// It does (`WAL_AHEAD`): every generation but the one below.
+    Set,
+    /// It does not: the WAL was checkpointed in full and deleted, no frame
+    /// is left anywhere (see `retire_wal_if_gone`).
+    Retired,
 }
 
 /// What the monitor already knows, so that a snapshot need not read it
