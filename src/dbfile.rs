@@ -427,13 +427,18 @@ fn check_page_ref(referrer: u32, pgno: u32, max_page: u32) -> Result<u32, Format
     }
 }
 
-/// Number of payload bytes a table-leaf cell keeps on its own page; the rest spills to
-/// overflow pages. Straight from the file format: X = U-35, M = ((U-12)*32/255)-23,
-/// K = M+((P-M)%(U-4)); local = P if P<=X, else K if K<=X, else M.
-/// Saturating arithmetic only matters for U < 480, which callers have already rejected.
-fn table_leaf_local_payload(usable: u32, payload: u64) -> u64 {
+/// Number of payload bytes a cell keeps on its own page; the rest spills to overflow
+/// pages. Straight from the file format (section 1.6): X = U-35 for table leaves and
+/// ((U-12)*64/255)-23 for index pages, M = ((U-12)*32/255)-23, K = M+((P-M)%(U-4));
+/// local = P if P<=X, else K if K<=X, else M. Saturating arithmetic only matters for
+/// U < 480, which callers have already rejected.
+pub fn local_payload(index_page: bool, usable: u32, payload: u64) -> u64 {
     let u = u64::from(usable);
-    let x = u.saturating_sub(35);
+    let x = if index_page {
+        (u.saturating_sub(12) * 64 / 255).saturating_sub(23)
+    } else {
+        u.saturating_sub(35)
+    };
     if payload <= x {
         return payload;
     }
@@ -447,6 +452,11 @@ fn table_leaf_local_payload(usable: u32, payload: u64) -> u64 {
     } else {
         m
     }
+}
+
+/// A table-leaf cell's local payload (see [`local_payload`]).
+fn table_leaf_local_payload(usable: u32, payload: u64) -> u64 {
+    local_payload(false, usable, payload)
 }
 
 /// Parses a table B-tree page, checking everything that can be checked without reading
@@ -1197,6 +1207,10 @@ mod tests {
         assert_eq!(table_leaf_local_payload(4096, 4061), 4061);
         assert_eq!(table_leaf_local_payload(4096, 5000), 908); // K = 489 + 4511 % 4092
         assert_eq!(table_leaf_local_payload(4096, u64::MAX), 489); // K = 4107 > X, so M
+                                                                   // Index pages keep less: X = ((U-12)*64/255)-23.
+        assert_eq!(local_payload(true, 4096, 1002), 1002);
+        assert_eq!(local_payload(true, 4096, 1003), 489); // K = 1003 > X, so M
+        assert_eq!(local_payload(true, 4096, 5000), 908); // K = 489 + 4511 % 4092
     }
 
     #[test]

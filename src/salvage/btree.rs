@@ -84,26 +84,10 @@ impl Page {
     }
 }
 
-/// How many payload bytes a cell keeps on its own page (file format §1.6:
-/// X is U-35 for table leaves and ((U-12)*64/255)-23 for index pages,
-/// M = ((U-12)*32/255)-23, K = M+((P-M)%(U-4))). `usable` is at least 480.
+/// How many payload bytes a cell of a page of `kind` keeps on its own page
+/// (the file format's rule, in [`crate::dbfile::local_payload`]).
 pub fn local_payload(kind: Kind, usable: u32, payload: u64) -> u64 {
-    let u = u64::from(usable);
-    let x = if kind.is_table() {
-        u - 35
-    } else {
-        (u - 12) * 64 / 255 - 23
-    };
-    if payload <= x {
-        return payload;
-    }
-    let m = (u - 12) * 32 / 255 - 23;
-    let k = m + (payload - m) % (u - 4);
-    if k <= x {
-        k
-    } else {
-        m
-    }
+    crate::dbfile::local_payload(!kind.is_table(), usable, payload)
 }
 
 /// Why a page was not accepted. Short, for the report.
