@@ -62,10 +62,6 @@ fn with_freelist(db: &Path, page_size: u32, tables: usize, rows: usize) -> Conte
     c
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
-}
-
 /// The freelist of the file: its trunk pages in chain order, and every
 /// page on it.
 fn freelist(db: &Path) -> (Vec<u32>, BTreeSet<u32>) {
@@ -82,22 +78,6 @@ fn freelist(db: &Path) -> (Vec<u32>, BTreeSet<u32>) {
         next = be32(&page, 0);
     }
     (trunks, all)
-}
-
-/// CRC-32C (Castagnoli, reflected), as docs/dwr-format.md section 2.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// The witness pages (page number, checksum) of the newest valid header

@@ -901,3 +901,28 @@ pub fn sqlite3_shell_killed(db: &Path, script: &str) {
     child.wait().unwrap();
     drop(stdin);
 }
+
+// --- bytes of the -dwr format, for tests that read or forge it --------------
+
+/// CRC-32C (Castagnoli, reflected), as docs/dwr-format.md section 2,
+/// written out bit by bit so that the tests check the extension's
+/// table-driven one against the specification.
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The big-endian u32 at `at`.
+pub fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+}
