@@ -30,15 +30,7 @@ out=$root/build/sqlite-current
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 cc=${CC:-cc}
 
-sys_ver=$(awk '/^name = "libsqlite3-sys"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$root/itest/Cargo.lock")
-find_amalgamation() {
-  ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"libsqlite3-sys-$sys_ver"/sqlite3 2>/dev/null | head -n 1
-}
-amalgamation=$(find_amalgamation || true)
-if [ -z "$amalgamation" ]; then
-  (cd "$root/itest" && cargo fetch -q) >&2
-  amalgamation=$(find_amalgamation)
-fi
+amalgamation=$("$root/scripts/sqlite-amalgamation.sh")
 want=$(sed -n 's/^#define SQLITE_VERSION *"\(.*\)"/\1/p' "$amalgamation/sqlite3.h")
 
 # Debian's CFLAGS for libsqlite3-0 (debian/rules of 3.40.1-2).
@@ -57,7 +49,7 @@ lib=$out/libsqlite3.so.0
 have=""
 [ -f "$lib" ] && have=$(LD_LIBRARY_PATH=$out /usr/bin/python3 -c 'import sqlite3; print(sqlite3.sqlite_version)' 2>/dev/null || true)
 if [ "$have" != "$want" ]; then
-  echo "building build/sqlite-current/libsqlite3.so.0: SQLite $want (libsqlite3-sys $sys_ver)" >&2
+  echo "building build/sqlite-current/libsqlite3.so.0: SQLite $want" >&2
   mkdir -p "$out"
   rm -f "$out/sqlite3"
   "$cc" "${flags[@]}" -w -shared -Wl,-soname,libsqlite3.so.0 -o "$lib.tmp" \

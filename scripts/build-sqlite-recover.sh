@@ -40,15 +40,7 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 # The npm package whose bundled sqlite-autoconf gives the shell's source.
 NPM_SQLITE3=${NPM_SQLITE3:-sqlite3@6.0.1}
 
-sys_ver=$(awk '/^name = "libsqlite3-sys"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$root/itest/Cargo.lock")
-find_amalgamation() {
-  ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"libsqlite3-sys-$sys_ver"/sqlite3 2>/dev/null | head -n 1
-}
-amalgamation=$(find_amalgamation || true)
-if [ -z "$amalgamation" ]; then
-  (cd "$root/itest" && cargo fetch -q) >&2
-  amalgamation=$(find_amalgamation)
-fi
+amalgamation=$("$root/scripts/sqlite-amalgamation.sh")
 want=$(sed -n 's/^#define SQLITE_VERSION *"\(.*\)"/\1/p' "$amalgamation/sqlite3.h")
 
 mkdir -p "$out"
@@ -110,7 +102,7 @@ flags=(-O2 -fno-strict-aliasing
 
 obj=$out/sqlite3-$want.o
 if [ ! -f "$obj" ]; then
-  echo "building build/sqlite-recover: SQLite $want (libsqlite3-sys $sys_ver) with DBPAGE_VTAB" >&2
+  echo "building build/sqlite-recover: SQLite $want with DBPAGE_VTAB" >&2
   rm -f "$out"/sqlite3-*.o "$out/sqlite3"
   cp "$amalgamation/sqlite3.h" "$amalgamation/sqlite3ext.h" "$out/"
   "$cc" "${flags[@]}" -w -c -o "$obj.tmp" "$amalgamation/sqlite3.c"
