@@ -30,6 +30,18 @@ pub trait DiskPages {
     fn wal_has_frames(&mut self) -> bool;
     /// The session the WAL file's header names, if there is one.
     fn wal_session(&mut self) -> Option<WalSession>;
+    /// What the WAL index says a checkpoint copied into the file, if there
+    /// is a built index.
+    fn wal_backfill(&mut self) -> Option<Backfill>;
+}
+
+/// What a WAL index says a checkpoint copied into the database file:
+/// `nBackfill` frames of the WAL session whose salts it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backfill {
+    pub salt1: u32,
+    pub salt2: u32,
+    pub frames: u32,
 }
 
 /// The planner's decision.
@@ -241,6 +253,7 @@ fn evaluate_with(
         if g.header.wal_ahead() {
             wal_session_evidence(fp, disk)?;
         }
+        backfill_evidence(fp, disk)?;
         page1_evidence(&disk_pages[&1], copy_p1, fp, ps, max_page)?;
         let evidence = EvidencePages::of(copy_p1, ps, max_page);
         let freelist = freelist_evidence(fp, &evidence, disk)?;
@@ -343,6 +356,35 @@ fn wal_session_evidence(fp: &Fingerprint, disk: &mut dyn DiskPages) -> Result<()
                 .into(),
         ),
     }
+}
+
+/// Rule 4b: while a WAL index is live, readers read every frame a
+/// checkpoint copied (`nBackfill`) from the database file, not from the
+/// WAL, and once every frame is copied they ignore the WAL altogether. So
+/// frames copied by a checkpoint the copy did not follow (a program
+/// without metadwr: Litestream's, the shell's) are not read from the WAL
+/// any more, and restoring the copy under them would bring back what they
+/// replaced: an `ALTER TABLE` of the application itself, for one. The copy
+/// records how many frames of its session it saw copied; more is
+/// refused.
+fn backfill_evidence(fp: &Fingerprint, disk: &mut dyn DiskPages) -> Result<(), String> {
+    let Some(now) = disk.wal_backfill() else {
+        return Ok(());
+    };
+    let seen = match fp.wal_session {
+        Some(s) if s.salt1 == now.salt1 && s.salt2 == now.salt2 => s.backfilled,
+        _ => 0,
+    };
+    if now.frames > seen {
+        return Err(format!(
+            "a checkpoint the copy did not follow copied {} frame{} of the WAL into the \
+             database file (the copy saw {seen}), and readers read those pages from the \
+             file: the file may be past the copy",
+            now.frames,
+            if now.frames == 1 { "" } else { "s" },
+        ));
+    }
+    Ok(())
 }
 
 /// How the evidence pages outside the copy (freelist trunks, witnesses) are
@@ -715,6 +757,8 @@ mod tests {
         more: HashMap<u32, Vec<u8>>,
         size: u64,
         wal: bool,
+        /// What the WAL index says was copied into the file.
+        backfill: Option<Backfill>,
         identity: FileIdentity,
     }
 
@@ -742,6 +786,9 @@ mod tests {
         fn wal_session(&mut self) -> Option<WalSession> {
             self.wal.then_some(SESSION)
         }
+        fn wal_backfill(&mut self) -> Option<Backfill> {
+            self.backfill
+        }
     }
 
     const SESSION: WalSession = WalSession {
@@ -749,6 +796,7 @@ mod tests {
         salt1: 40,
         salt2: 41,
         complete: false,
+        backfilled: 0,
     };
 
     /// A file whose page 1 is destroyed and whose page 2 holds
@@ -760,6 +808,7 @@ mod tests {
             more: HashMap::new(),
             size,
             wal: false,
+            backfill: None,
             identity: this_file(),
         }
     }
@@ -855,6 +904,7 @@ mod tests {
             salt1: 39,
             salt2: 1,
             complete: true,
+            backfilled: 0,
         });
         assert_eq!(
             restores(&plan(std::slice::from_ref(&g), &mut with_wal)),
@@ -865,6 +915,53 @@ mod tests {
             ..g.header.fingerprint.wal_session.unwrap()
         });
         assert!(matches!(plan(&[g], &mut with_wal), Plan::Refuse(_)));
+    }
+
+    #[test]
+    fn frames_copied_by_a_checkpoint_the_copy_did_not_follow_are_refused() {
+        let mut g = generation(7, page1(7, 1), 1024, FLAG_WAL | FLAG_WAL_AHEAD);
+        g.header.fingerprint.wal_session = Some(WalSession {
+            backfilled: 5,
+            ..SESSION
+        });
+        let mut disk = destroyed(1024);
+        disk.wal = true;
+        let index = |frames| Backfill {
+            salt1: SESSION.salt1,
+            salt2: SESSION.salt2,
+            frames,
+        };
+        // No index, nothing copied, or no more than the copy saw: the WAL
+        // frames are read from the WAL, over the restored copy.
+        for backfill in [None, Some(index(0)), Some(index(3)), Some(index(5))] {
+            disk.backfill = backfill;
+            assert_eq!(
+                restores(&plan(std::slice::from_ref(&g), &mut disk)),
+                Some(7),
+                "{backfill:?}"
+            );
+        }
+        // More than it saw: readers read those pages from the file.
+        disk.backfill = Some(index(6));
+        let p = plan(std::slice::from_ref(&g), &mut disk);
+        assert!(
+            matches!(&p, Plan::Refuse(why) if why.contains("did not follow copied 6 frames")),
+            "{p:?}"
+        );
+        // Another session's frames: the copy saw none of them.
+        disk.backfill = Some(Backfill {
+            salt1: SESSION.salt1 + 1,
+            ..index(1)
+        });
+        assert!(matches!(
+            plan(std::slice::from_ref(&g), &mut disk),
+            Plan::Refuse(_)
+        ));
+        // Without WAL_AHEAD too: the file moved past the copy all the same.
+        let mut quiet = generation(7, page1(7, 1), 1024, FLAG_WAL);
+        quiet.header.fingerprint.wal_session = None;
+        disk.backfill = Some(index(1));
+        assert!(matches!(plan(&[quiet], &mut disk), Plan::Refuse(_)));
     }
 
     #[test]

@@ -146,6 +146,20 @@ fn foreign_writer_added_a_view_then_header_destroyed() {
     }
 }
 
+/// An application's connection through metadwr to a new WAL database `db`
+/// with two tables, checkpointed (the WAL empty, the copy current), and
+/// no automatic checkpoints from here on.
+fn wal_app(db: &Path) -> rusqlite::Connection {
+    let app = open(db);
+    assert_eq!(query_str(&app, "PRAGMA journal_mode=WAL").unwrap(), "wal");
+    app.execute_batch("PRAGMA wal_autocheckpoint=0;").unwrap();
+    enable(&app);
+    add_tables(&app, "t", 2);
+    app.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    app
+}
+
 /// Finding F6 (found by `make compat-litestream`): a program without
 /// metadwr checkpoints a schema change the metadwr writer left in the WAL
 /// (only page 1 changes), then commits once more, which restarts the WAL:
@@ -157,11 +171,7 @@ fn foreign_checkpoint_then_commit_restarts_the_wal_behind_the_copy() {
         let what = format!("F6: foreign checkpoint and commit in WAL mode, page 1 {kind:?}");
         let dir = TestDir::new(&what);
         let db = dir.join("w.db");
-        let a = open(&db);
-        assert_eq!(query_str(&a, "PRAGMA journal_mode=WAL").unwrap(), "wal");
-        enable(&a);
-        add_tables(&a, "t", 2);
-        a.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        let a = wal_app(&db);
         let b = open_plain(&db).unwrap();
         b.query_row("SELECT count(*) FROM t0", [], |r| r.get::<_, i64>(0))
             .unwrap();
@@ -180,6 +190,68 @@ fn foreign_checkpoint_then_commit_restarts_the_wal_behind_the_copy() {
         damage_pages(&db, &[1], kind, &mut Rng::new(5250 + i as u64));
         assert_stale_refusal(&db, None, true, &what);
     }
+}
+
+/// F8: the application, through metadwr, adds a view in WAL mode (page 1
+/// only: the file keeps its size, nothing but page 1 shows it); a
+/// program without metadwr (Litestream, a backup script) runs a PASSIVE
+/// checkpoint while the application stays open, which copies the frame of
+/// page 1 into the file. Every frame is then backfilled, so readers read
+/// the file alone, not the WAL. Then page 1 is destroyed. The copy, taken
+/// before the view, must be refused; before rule 4b it was served, and
+/// the database opened without the application's own view.
+#[test]
+fn foreign_checkpoint_of_the_applications_own_schema_change() {
+    for (i, kind) in [Damage::Random, Damage::Zero].into_iter().enumerate() {
+        let what = format!("F8: foreign PASSIVE checkpoint of our CREATE VIEW, page 1 {kind:?}");
+        let dir = TestDir::new(&what);
+        let db = dir.join("w.db");
+        let app = wal_app(&db);
+        app.execute_batch("CREATE VIEW v AS SELECT 1;").unwrap();
+        let foreign = open_plain(&db).unwrap();
+        let (busy, _, copied): (i64, i64, i64) = foreign
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert!(busy == 0 && copied > 0, "{what}: setup");
+        drop(foreign);
+        damage_pages(&db, &[1], kind, &mut Rng::new(8100 + i as u64));
+        // The application stays open: its WAL index says every frame is in
+        // the file.
+        assert_stale_refusal(&db, None, true, &what);
+        drop(app);
+    }
+}
+
+/// The other side of rule 4b: when the application's own connection ran
+/// that checkpoint, the copy followed it and records the frames it saw
+/// copied; the same damage then heals exactly.
+#[test]
+fn own_checkpoint_is_followed_and_heals() {
+    let what = "own PASSIVE checkpoint, then page 1 destroyed";
+    let dir = TestDir::new(what);
+    let db = dir.join("w.db");
+    let app = wal_app(&db);
+    app.execute_batch(
+        "CREATE TABLE added(x); INSERT INTO added VALUES (1); \
+         PRAGMA wal_checkpoint(PASSIVE);",
+    )
+    .unwrap();
+    let expected = content(&app).unwrap();
+    damage_pages(&db, &[1], Damage::Random, &mut Rng::new(8200));
+    let reader = open(&db);
+    match view(&reader) {
+        Ok(got) => assert_same_content(&expected, &got, what),
+        Err(code) => panic!(
+            "{what}: not healed: error {code}, status {}",
+            dwr_status(&reader)
+        ),
+    }
+    assert_status_prefix(&reader, "enabled (recovered: ", what);
+    assert_integrity_ok(&reader, what);
+    drop(reader);
+    drop(app);
 }
 
 // --- the database file was replaced or moved --------------------------------------

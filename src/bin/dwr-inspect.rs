@@ -63,11 +63,12 @@ fn main() -> ExitCode {
             .collect();
         match fp.wal_session {
             Some(w) => println!(
-                "  WAL session: sequence {}, salts {:#010x} {:#010x}{}",
+                "  WAL session: sequence {}, salts {:#010x} {:#010x}{}, {} frames seen backfilled",
                 w.sequence,
                 w.salt1,
                 w.salt2,
-                if w.complete { ", complete" } else { "" }
+                if w.complete { ", complete" } else { "" },
+                w.backfilled
             ),
             None => println!("  WAL session: none recorded"),
         }

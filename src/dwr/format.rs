@@ -157,6 +157,12 @@ pub struct WalSession {
     /// The copy was taken when every frame of the session was in the
     /// database file: the session right after it continues the copy too.
     pub complete: bool,
+    /// How many frames of the session a checkpoint had copied into the
+    /// database file when the copy last followed one (`nBackfill` of the
+    /// WAL index); 0 when none, or when not recorded. A WAL index that
+    /// shows more backfilled frames of the session shows a checkpoint the
+    /// copy did not follow (docs/dwr-format.md, rule 4b).
+    pub backfilled: u32,
 }
 
 impl WalSession {
@@ -170,6 +176,7 @@ impl WalSession {
             salt1: get_u32(header, 16),
             salt2: get_u32(header, 20),
             complete: false,
+            backfilled: 0,
         })
     }
 
@@ -190,6 +197,8 @@ impl WalSession {
 /// Bits of the WAL session word (header offset 176).
 const WAL_SESSION_RECORDED: u32 = 1;
 const WAL_SESSION_COMPLETE: u32 = 2;
+/// The backfilled-frame count at offset 180 is recorded.
+const WAL_SESSION_BACKFILL: u32 = 4;
 
 /// The most witness pages a header records.
 pub const MAX_WITNESSES: usize = 4;
@@ -353,7 +362,11 @@ impl Header {
             put_u32(&mut b, 164, w.sequence);
             put_u32(&mut b, 168, w.salt1);
             put_u32(&mut b, 172, w.salt2);
-            let bits = WAL_SESSION_RECORDED | if w.complete { WAL_SESSION_COMPLETE } else { 0 };
+            let mut bits = WAL_SESSION_RECORDED | if w.complete { WAL_SESSION_COMPLETE } else { 0 };
+            if w.backfilled != 0 {
+                bits |= WAL_SESSION_BACKFILL;
+                put_u32(&mut b, 180, w.backfilled);
+            }
             put_u32(&mut b, 176, bits);
         }
         let crc = crc32c(&b[..HEADER_SIZE - 4]);
@@ -424,7 +437,9 @@ impl Header {
                 }
             }
             let bits = get_u32(b, 176);
-            if bits & !(WAL_SESSION_RECORDED | WAL_SESSION_COMPLETE) != 0 {
+            if bits & !(WAL_SESSION_RECORDED | WAL_SESSION_COMPLETE | WAL_SESSION_BACKFILL) != 0
+                || (bits & WAL_SESSION_BACKFILL != 0 && bits & WAL_SESSION_RECORDED == 0)
+            {
                 return Err(DecodeError::BadLayout("unknown WAL session bits"));
             }
             if bits & WAL_SESSION_RECORDED != 0 {
@@ -433,6 +448,11 @@ impl Header {
                     salt1: get_u32(b, 168),
                     salt2: get_u32(b, 172),
                     complete: bits & WAL_SESSION_COMPLETE != 0,
+                    backfilled: if bits & WAL_SESSION_BACKFILL != 0 {
+                        get_u32(b, 180)
+                    } else {
+                        0
+                    },
                 });
             }
         }
@@ -615,6 +635,7 @@ mod tests {
                     salt1: 0x1234_5678,
                     salt2: 0x9abc_def0,
                     complete: true,
+                    backfilled: 77,
                 }),
             },
         }
@@ -648,18 +669,21 @@ mod tests {
             salt1: 101,
             salt2: 99,
             complete: false,
+            backfilled: 0,
         };
         let twice = WalSession {
             sequence: 6,
             salt1: 102,
             salt2: 3,
             complete: false,
+            backfilled: 0,
         };
         let anew = WalSession {
             sequence: 0,
             salt1: 55,
             salt2: 66,
             complete: false,
+            backfilled: 0,
         };
         assert!(s.continued_by(&s));
         assert!(
@@ -719,6 +743,25 @@ mod tests {
         let bytes = h.encode();
         assert_eq!(&bytes[0..8], MAGIC);
         assert_eq!(Header::decode(&bytes).unwrap(), h);
+        assert_eq!(get_u32(&bytes, 180), 77, "the WAL backfill");
+    }
+
+    #[test]
+    fn the_wal_backfill_needs_a_recorded_session() {
+        let mut h = sample_header();
+        let session = h.fingerprint.wal_session.as_mut().unwrap();
+        session.backfilled = 0;
+        // Nothing recorded: bit 2 clear, the field 0.
+        let b = h.encode();
+        assert_eq!(get_u32(&b, 176) & WAL_SESSION_BACKFILL, 0);
+        assert_eq!(get_u32(&b, 180), 0);
+        assert_eq!(Header::decode(&b).unwrap(), h);
+        // Bit 2 without bit 0 is no valid header.
+        let mut b = sample_header().encode();
+        put_u32(&mut b, 176, WAL_SESSION_BACKFILL);
+        let crc = crc32c(&b[..HEADER_SIZE - 4]);
+        put_u32(&mut b, HEADER_SIZE - 4, crc);
+        assert!(matches!(Header::decode(&b), Err(DecodeError::BadLayout(_))));
     }
 
     #[test]

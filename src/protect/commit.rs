@@ -80,7 +80,12 @@ impl Monitor {
                     self.changes.need_walk();
                 }
                 self.commit_boundary(io);
-                self.checkpoint = Checkpoint::Copying;
+                self.checkpoint =
+                    if self.checkpoint == Checkpoint::Complete && self.copy_describes_file() {
+                        Checkpoint::Followed
+                    } else {
+                        Checkpoint::Copying
+                    };
             }
             return rc;
         }
@@ -147,6 +152,9 @@ impl Monitor {
         }
         if lock.releases_checkpoint_lock() {
             self.commit_boundary(io);
+            if self.checkpoint == Checkpoint::Followed && self.copy_describes_file() {
+                self.record_backfill(io);
+            }
             self.checkpoint = Checkpoint::Idle;
         }
     }
@@ -456,6 +464,66 @@ impl Monitor {
         }
     }
 
+    /// The last refresh left the copy describing the file: nothing written
+    /// since, no damage found, protection on.
+    fn copy_describes_file(&self) -> bool {
+        self.is_protected()
+            && !self.changes.dirty
+            && !matches!(self.last_event, Some(super::Event::Damaged(_)))
+    }
+
+    /// A complete checkpoint of this connection is ending, and the copy
+    /// was compared in full with the file it left: record how many frames
+    /// of the WAL session it copied, so that a later checkpoint without
+    /// metadwr that copies more shows (rule 4b). `nBackfill` is read
+    /// before the salts: a writer that restarts the WAL meanwhile changes
+    /// the salts, and the copy then records nothing.
+    fn record_backfill(&mut self, io: &mut dyn DbIo) {
+        if self.readonly {
+            return;
+        }
+        let Some(frames) = io.wal_index_u32(wal_index::BACKFILL) else {
+            return;
+        };
+        let Some(headers) = io.wal_index_headers() else {
+            return;
+        };
+        let Some(now) = wal_index::backfill_of(&headers_with(&headers, frames)) else {
+            return;
+        };
+        let identity = self.identity;
+        let Protection::On(store) = &mut self.protection else {
+            return;
+        };
+        // Another connection may have written since (WAL_AHEAD, set by a
+        // writer, which the checkpoint lock does not keep out).
+        if let Err(e) = store.refresh() {
+            self.fail(&format!("cannot read the -dwr: {e}"));
+            return;
+        }
+        let Some(recorded) = store.mirror_header().and_then(|h| {
+            h.fingerprint
+                .identity
+                .is_same_file(&identity)
+                .then_some(h.fingerprint.wal_session)
+                .flatten()
+        }) else {
+            return;
+        };
+        if recorded.salt1 != now.salt1
+            || recorded.salt2 != now.salt2
+            || recorded.backfilled >= frames
+        {
+            return;
+        }
+        if let Err(e) = store.record_wal_session(format::WalSession {
+            backfilled: frames,
+            ..recorded
+        }) {
+            self.fail(&format!("cannot write the -dwr: {e}"));
+        }
+    }
+
     /// A WAL write transaction ends (the WAL write lock is released) with
     /// frames in the WAL. If the copy says the WAL may be ahead of it but
     /// not which session of the WAL continues it (the WAL was empty or gone
@@ -557,6 +625,14 @@ impl Monitor {
             }
         }
     }
+}
+
+/// The bytes of a WAL index's start (the two header copies, then
+/// `nBackfill`) from the header copies and a `nBackfill` read apart.
+fn headers_with(headers: &[u8; wal_index::HEADERS], backfill: u32) -> Vec<u8> {
+    let mut bytes = headers.to_vec();
+    bytes.extend_from_slice(&backfill.to_ne_bytes());
+    bytes
 }
 
 /// What this connection's writes since the last refresh left, for the

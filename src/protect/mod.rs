@@ -165,9 +165,15 @@ enum Checkpoint {
     /// being written by a checkpoint.
     Copying,
     /// Inside the database sync of a WAL checkpoint, which SQLite runs only
-    /// when it copied every frame: the file is one committed state. Back to
-    /// `Copying` once the copy followed.
+    /// when it copied every frame: the file is one committed state. Then
+    /// `Followed` once the copy followed, or back to `Copying` if it could
+    /// not.
     Complete,
+    /// The copy was compared in full with the file a complete checkpoint
+    /// left and describes it: at the release of the checkpoint lock, the
+    /// frames that checkpoint copied (`nBackfill`) are recorded with it
+    /// (rule 4b of docs/dwr-format.md).
+    Followed,
 }
 
 /// The last thing that happened to the copy worth a word in the status
@@ -496,6 +502,20 @@ fn wal_session(db: &Path) -> Option<WalSession> {
     let mut file = std::fs::File::open(wal_path_for(db)).ok()?;
     file.read_exact(&mut header).ok()?;
     WalSession::from_wal_header(&header)
+}
+
+/// What the WAL index in `<db>-shm` says a checkpoint copied into the
+/// database file, if there is a built index.
+pub fn wal_index_backfill(db: &Path) -> Option<wal_locks::wal_index::Backfill> {
+    use std::io::Read;
+    let mut s = db.as_os_str().to_owned();
+    s.push("-shm");
+    let mut head = Vec::with_capacity(wal_locks::wal_index::BACKFILL + 4);
+    let file = std::fs::File::open(PathBuf::from(s)).ok()?;
+    file.take((wal_locks::wal_index::BACKFILL + 4) as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    wal_locks::wal_index::backfill_of(&head)
 }
 
 /// True when `<db>-wal` holds more than its 32-byte header, so frames a

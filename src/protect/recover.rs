@@ -11,7 +11,7 @@ use super::{
 use crate::dwr::file::OpenMode;
 use crate::dwr::format::WalSession;
 use crate::dwr::identity::FileIdentity;
-use crate::recovery::{self, DiskPages, Plan};
+use crate::recovery::{self, Backfill, DiskPages, Plan};
 use std::path::Path;
 
 impl Monitor {
@@ -204,5 +204,9 @@ impl DiskPages for Disk<'_> {
 
     fn wal_session(&mut self) -> Option<WalSession> {
         wal_session(self.path)
+    }
+
+    fn wal_backfill(&mut self) -> Option<Backfill> {
+        super::wal_index_backfill(self.path)
     }
 }

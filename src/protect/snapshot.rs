@@ -190,8 +190,22 @@ impl Monitor {
             // it, of the next) continue this copy.
             let complete = self.checkpoint == Checkpoint::Complete
                 || wal_index::backfill_complete(io) == Some(true);
-            snap.fingerprint.wal_session =
-                wal_session(&self.db_path).map(|s| WalSession { complete, ..s });
+            // The frames of the session a checkpoint copied that the copy
+            // followed stay followed (rule 4b); only a complete checkpoint
+            // of this connection adds to them (`record_backfill`).
+            let followed = |s: &WalSession| match &self.protection {
+                Protection::On(store) => store
+                    .mirror_header()
+                    .and_then(|h| h.fingerprint.wal_session)
+                    .filter(|m| m.salt1 == s.salt1 && m.salt2 == s.salt2)
+                    .map_or(0, |m| m.backfilled),
+                Protection::Off { .. } => 0,
+            };
+            snap.fingerprint.wal_session = wal_session(&self.db_path).map(|s| WalSession {
+                complete,
+                backfilled: followed(&s),
+                ..s
+            });
             if wal_ahead == WalAhead::Set {
                 snap.flags |= FLAG_WAL_AHEAD;
             }

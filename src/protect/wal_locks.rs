@@ -236,6 +236,31 @@ pub mod wal_index {
         Some(io.wal_index_u32(BACKFILL)? >= max_frame)
     }
 
+    pub use crate::recovery::Backfill;
+
+    /// Offset of the salts (copied from the WAL header, so big-endian) in a
+    /// copy of the WAL-index header.
+    const SALTS: usize = 32;
+
+    /// The [`Backfill`] of a WAL index whose first bytes are `shm` (the
+    /// bytes of the `-shm` file, which are the bytes SQLite maps, so a
+    /// connection that has not mapped the index yet sees them too); `None`
+    /// when the index is not built (a connection rebuilds it before it
+    /// reads, and sets `nBackfill` to 0 then) or `shm` is too short.
+    pub fn backfill_of(shm: &[u8]) -> Option<Backfill> {
+        let headers: &[u8; HEADERS] = shm.get(..HEADERS)?.try_into().ok()?;
+        if !headers_initialised(headers) {
+            return None;
+        }
+        let be = |at: usize| u32::from_be_bytes(shm[at..at + 4].try_into().unwrap());
+        let frames = u32::from_ne_bytes(shm.get(BACKFILL..BACKFILL + 4)?.try_into().ok()?);
+        Some(Backfill {
+            salt1: be(SALTS),
+            salt2: be(SALTS + 4),
+            frames,
+        })
+    }
+
     /// [`headers_initialised`] of the mapped index; with no mapping known,
     /// true (assume a writer).
     pub fn initialised(io: &mut dyn DbIo) -> bool {
@@ -327,5 +352,31 @@ mod tests {
         assert!(!wal_index::headers_initialised(&h), "copies differ");
         h[wal_index::HEADER + wal_index::MAX_FRAME] = 7;
         assert!(wal_index::headers_initialised(&h));
+    }
+
+    #[test]
+    fn backfill_is_read_from_a_built_index_only() {
+        let mut shm = vec![0u8; wal_index::BACKFILL + 4];
+        for copy in [0, wal_index::HEADER] {
+            shm[copy + wal_index::IS_INIT] = 1;
+            // The salts, as the WAL header has them (big-endian).
+            shm[copy + 32..copy + 40].copy_from_slice(&[0, 0, 1, 2, 0xa0, 0, 0, 3]);
+        }
+        shm[wal_index::BACKFILL..].copy_from_slice(&9u32.to_ne_bytes());
+        assert_eq!(
+            wal_index::backfill_of(&shm),
+            Some(wal_index::Backfill {
+                salt1: 0x0102,
+                salt2: 0xa000_0003,
+                frames: 9
+            })
+        );
+        assert_eq!(wal_index::backfill_of(&shm[..wal_index::BACKFILL]), None);
+        shm[wal_index::HEADER + 33] ^= 1;
+        assert_eq!(wal_index::backfill_of(&shm), None, "copies differ");
+        shm[wal_index::HEADER + 33] ^= 1;
+        shm[wal_index::IS_INIT] = 0;
+        shm[wal_index::HEADER + wal_index::IS_INIT] = 0;
+        assert_eq!(wal_index::backfill_of(&shm), None, "not built");
     }
 }

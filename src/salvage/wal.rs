@@ -168,6 +168,10 @@ impl crate::recovery::DiskPages for WithWal<'_> {
     fn wal_session(&mut self) -> Option<crate::dwr::format::WalSession> {
         self.disk.wal_session()
     }
+
+    fn wal_backfill(&mut self) -> Option<crate::recovery::Backfill> {
+        self.disk.wal_backfill()
+    }
 }
 
 #[cfg(test)]
