@@ -58,11 +58,13 @@ pub enum Plan {
 /// Chooses the newest generation that provably describes the file and lists
 /// the pages where the file differs from it.
 pub fn plan(generations: &[Generation], disk: &mut dyn DiskPages) -> Plan {
+    let generations = without_inapplicable_projections(generations, disk);
+    let generations = &generations[..];
     if generations.is_empty() {
         return Plan::Refuse("the -dwr holds no valid generation".into());
     }
     if generations[0].header.is_pending() {
-        return plan_pending(&generations[0], generations.get(1), disk);
+        return plan_pending(generations[0], generations.get(1).copied(), disk);
     }
     let mut reasons = Vec::new();
     for (age, g) in generations.iter().enumerate() {
@@ -75,6 +77,31 @@ pub fn plan(generations: &[Generation], disk: &mut dyn DiskPages) -> Plan {
         "the copy does not match the current state of the database ({})",
         reasons.join("; ")
     ))
+}
+
+/// A projected generation (docs/dwr-format.md §6.6) describes the file as
+/// a complete checkpoint of its WAL session will leave it. That is the
+/// file's state only once no frame is left in the WAL: the checkpoint
+/// happened (by whichever program) and the WAL was deleted or emptied.
+/// While the WAL holds frames, the generation it was projected over still
+/// describes the file, with the WAL applied over it as usual; and a
+/// projection that is not the newest generation was superseded by a
+/// write it could not see. So a projection is planned only when it is the
+/// newest generation and the WAL holds no frame.
+fn without_inapplicable_projections<'g>(
+    generations: &'g [Generation],
+    disk: &mut dyn DiskPages,
+) -> Vec<&'g Generation> {
+    let mut wal_frames = None;
+    generations
+        .iter()
+        .enumerate()
+        .filter(|(age, g)| {
+            g.header.projected_through().is_none()
+                || (*age == 0 && !*wal_frames.get_or_insert_with(|| disk.wal_has_frames()))
+        })
+        .map(|(_, g)| g)
+        .collect()
 }
 
 /// The newest generation `g` is `PENDING`: its transaction may or may not
@@ -797,6 +824,7 @@ mod tests {
         salt2: 41,
         complete: false,
         backfilled: 0,
+        projected: 0,
     };
 
     /// A file whose page 1 is destroyed and whose page 2 holds
@@ -905,6 +933,7 @@ mod tests {
             salt2: 1,
             complete: true,
             backfilled: 0,
+            projected: 0,
         });
         assert_eq!(
             restores(&plan(std::slice::from_ref(&g), &mut with_wal)),
@@ -986,6 +1015,42 @@ mod tests {
         // Without the flag the WAL does not matter.
         let plain = generation(7, page1(7, 1), 1024, FLAG_WAL);
         assert_eq!(restores(&plan(&[plain], &mut destroyed(1024))), Some(7));
+    }
+
+    #[test]
+    fn a_projection_is_planned_only_as_the_newest_and_with_no_wal_frames() {
+        // The base: the file as it is, the WAL holding commits it lacks.
+        let mut base = generation(7, page1(7, 1), 1024, FLAG_WAL | FLAG_WAL_AHEAD);
+        base.header.fingerprint.wal_session = Some(SESSION);
+        // The projection: the file as a complete checkpoint leaves it.
+        let mut projected = generation(8, page1(8, 2), 1024, FLAG_WAL);
+        projected.header.fingerprint.wal_session = Some(WalSession {
+            complete: true,
+            backfilled: 30,
+            projected: 30,
+            ..SESSION
+        });
+        let both = [projected.clone(), base.clone()];
+        // WAL gone: only the projection can describe the file.
+        assert_eq!(restores(&plan(&both, &mut destroyed(1024))), Some(8));
+        // WAL still holding frames: the base does, with the WAL over it.
+        let mut with_wal = destroyed(1024);
+        with_wal.wal = true;
+        assert_eq!(restores(&plan(&both, &mut with_wal)), Some(7));
+        // A projection older than the newest generation was superseded by
+        // a write it never saw: never planned, even with page 1 its own.
+        let newer = generation(9, page1(9, 3), 1024, FLAG_WAL);
+        let stale = [newer, projected];
+        let mut its_page1 = with_page1(page1(8, 2), 1024);
+        its_page1.data = data_page(1);
+        let p = plan(&stale, &mut its_page1);
+        assert!(
+            !matches!(
+                p,
+                Plan::Restore { generation: 8, .. } | Plan::Intact { generation: 8 }
+            ),
+            "{p:?}"
+        );
     }
 
     #[test]

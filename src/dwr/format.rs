@@ -163,6 +163,11 @@ pub struct WalSession {
     /// shows more backfilled frames of the session shows a checkpoint the
     /// copy did not follow (docs/dwr-format.md, rule 4b).
     pub backfilled: u32,
+    /// Non-zero in a *projected* generation (docs/dwr-format.md §6.6): the
+    /// frame that ends the last commit of the session, up to which the
+    /// generation describes the database file as a complete checkpoint
+    /// will leave it, rather than the file as it is.
+    pub projected: u32,
 }
 
 impl WalSession {
@@ -177,6 +182,7 @@ impl WalSession {
             salt2: get_u32(header, 20),
             complete: false,
             backfilled: 0,
+            projected: 0,
         })
     }
 
@@ -199,6 +205,8 @@ const WAL_SESSION_RECORDED: u32 = 1;
 const WAL_SESSION_COMPLETE: u32 = 2;
 /// The backfilled-frame count at offset 180 is recorded.
 const WAL_SESSION_BACKFILL: u32 = 4;
+/// The generation is projected; offset 184 holds its last commit frame.
+const WAL_SESSION_PROJECTED: u32 = 8;
 
 /// The most witness pages a header records.
 pub const MAX_WITNESSES: usize = 4;
@@ -367,6 +375,10 @@ impl Header {
                 bits |= WAL_SESSION_BACKFILL;
                 put_u32(&mut b, 180, w.backfilled);
             }
+            if w.projected != 0 {
+                bits |= WAL_SESSION_PROJECTED;
+                put_u32(&mut b, 184, w.projected);
+            }
             put_u32(&mut b, 176, bits);
         }
         let crc = crc32c(&b[..HEADER_SIZE - 4]);
@@ -437,8 +449,14 @@ impl Header {
                 }
             }
             let bits = get_u32(b, 176);
-            if bits & !(WAL_SESSION_RECORDED | WAL_SESSION_COMPLETE | WAL_SESSION_BACKFILL) != 0
-                || (bits & WAL_SESSION_BACKFILL != 0 && bits & WAL_SESSION_RECORDED == 0)
+            let known = WAL_SESSION_RECORDED
+                | WAL_SESSION_COMPLETE
+                | WAL_SESSION_BACKFILL
+                | WAL_SESSION_PROJECTED;
+            let needs_session = WAL_SESSION_BACKFILL | WAL_SESSION_PROJECTED;
+            if bits & !known != 0
+                || (bits & needs_session != 0 && bits & WAL_SESSION_RECORDED == 0)
+                || (bits & WAL_SESSION_PROJECTED != 0 && get_u32(b, 184) == 0)
             {
                 return Err(DecodeError::BadLayout("unknown WAL session bits"));
             }
@@ -450,6 +468,11 @@ impl Header {
                     complete: bits & WAL_SESSION_COMPLETE != 0,
                     backfilled: if bits & WAL_SESSION_BACKFILL != 0 {
                         get_u32(b, 180)
+                    } else {
+                        0
+                    },
+                    projected: if bits & WAL_SESSION_PROJECTED != 0 {
+                        get_u32(b, 184)
                     } else {
                         0
                     },
@@ -476,6 +499,16 @@ impl Header {
     /// Taken before its transaction's commit point (see [`FLAG_PENDING`]).
     pub fn is_pending(&self) -> bool {
         self.flags & FLAG_PENDING != 0
+    }
+
+    /// The commit frame up to which this generation describes the file as
+    /// a complete checkpoint will leave it, when it is *projected*
+    /// (docs/dwr-format.md §6.6).
+    pub fn projected_through(&self) -> Option<u32> {
+        self.fingerprint
+            .wal_session
+            .map(|w| w.projected)
+            .filter(|&k| k != 0)
     }
 
     /// The WAL may hold later commits (see [`FLAG_WAL_AHEAD`]).
@@ -636,6 +669,7 @@ mod tests {
                     salt2: 0x9abc_def0,
                     complete: true,
                     backfilled: 77,
+                    projected: 0,
                 }),
             },
         }
@@ -670,6 +704,7 @@ mod tests {
             salt2: 99,
             complete: false,
             backfilled: 0,
+            projected: 0,
         };
         let twice = WalSession {
             sequence: 6,
@@ -677,6 +712,7 @@ mod tests {
             salt2: 3,
             complete: false,
             backfilled: 0,
+            projected: 0,
         };
         let anew = WalSession {
             sequence: 0,
@@ -684,6 +720,7 @@ mod tests {
             salt2: 66,
             complete: false,
             backfilled: 0,
+            projected: 0,
         };
         assert!(s.continued_by(&s));
         assert!(
@@ -762,6 +799,39 @@ mod tests {
         let crc = crc32c(&b[..HEADER_SIZE - 4]);
         put_u32(&mut b, HEADER_SIZE - 4, crc);
         assert!(matches!(Header::decode(&b), Err(DecodeError::BadLayout(_))));
+    }
+
+    #[test]
+    fn a_projected_generation_records_its_commit_frame() {
+        let mut h = sample_header();
+        h.fingerprint.wal_session.as_mut().unwrap().projected = 4242;
+        let b = h.encode();
+        assert_eq!(
+            get_u32(&b, 176) & WAL_SESSION_PROJECTED,
+            WAL_SESSION_PROJECTED
+        );
+        assert_eq!(get_u32(&b, 184), 4242);
+        assert_eq!(Header::decode(&b).unwrap(), h);
+        let reseal = |b: &mut [u8; HEADER_SIZE]| {
+            let crc = crc32c(&b[..HEADER_SIZE - 4]);
+            put_u32(b, HEADER_SIZE - 4, crc);
+        };
+        // Bit 3 without a recorded session, or without a frame, is no
+        // valid header.
+        let mut lone = b;
+        put_u32(&mut lone, 176, WAL_SESSION_PROJECTED);
+        reseal(&mut lone);
+        assert!(matches!(
+            Header::decode(&lone),
+            Err(DecodeError::BadLayout(_))
+        ));
+        let mut frameless = b;
+        put_u32(&mut frameless, 184, 0);
+        reseal(&mut frameless);
+        assert!(matches!(
+            Header::decode(&frameless),
+            Err(DecodeError::BadLayout(_))
+        ));
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub struct Stats {
     pub pages_written: u64,
     pub bytes_written: u64,
     pub fsyncs: u64,
+    /// Projected generations retired (section 6.6).
+    pub projections_retired: u64,
 }
 
 struct Slot {
@@ -239,6 +241,9 @@ pub struct Store {
     sync_due: bool,
     last_sync: Instant,
     stats: Stats,
+    /// The header slot of a valid projected generation, as the last
+    /// refresh found it; every update retires it first (section 6.6).
+    projected_slot: Option<u64>,
 }
 
 /// Why a generation could not be written or read.
@@ -298,6 +303,7 @@ impl Store {
             sync_due: false,
             last_sync: Instant::now(),
             stats: Stats::default(),
+            projected_slot: None,
         })
     }
 
@@ -377,19 +383,27 @@ impl Store {
 
     /// Reads both header slots and returns the highest generation whose
     /// header checksum is valid (not yet checked against its slots).
-    fn newest_header_generation(&self) -> io::Result<Option<u64>> {
+    /// The newest valid header that is not projected, and the header slot
+    /// of a valid projected one, if any (section 6.6 of
+    /// docs/dwr-format.md). Headers only: one small read.
+    fn newest_headers(&self) -> io::Result<(Option<u64>, Option<u64>)> {
         let mut buf = vec![0u8; (2 * HEADER_STRIDE) as usize];
         let n = self.file.read_at(&mut buf, 0)?;
         let mut best = None;
+        let mut projected = None;
         for which in 0..2u64 {
             let start = header_offset(which) as usize;
             if n >= start + HEADER_SIZE {
                 if let Ok(h) = Header::decode(&buf[start..start + HEADER_SIZE]) {
-                    best = best.max(Some(h.generation));
+                    if h.projected_through().is_some() {
+                        projected = Some(which);
+                    } else {
+                        best = best.max(Some(h.generation));
+                    }
                 }
             }
         }
-        Ok(best)
+        Ok((best, projected))
     }
 
     /// Page 1 as the newest header's generation selects it, read without
@@ -435,7 +449,8 @@ impl Store {
     /// Makes sure the mirror reflects the newest valid generation in the
     /// file; cheap (one small read) when nobody else wrote since.
     pub fn refresh(&mut self) -> Result<(), StoreError> {
-        let newest = self.newest_header_generation()?;
+        let (newest, projected) = self.newest_headers()?;
+        self.projected_slot = projected;
         if let (Some(m), Some(g)) = (&self.mirror, newest) {
             if m.header.generation == g {
                 return Ok(());
@@ -468,20 +483,23 @@ impl Store {
     }
 
     /// Reads and verifies everything in the file: both generations, as the
-    /// recovery planner needs them.
+    /// recovery planner needs them, a projected one included.
     pub fn scan(&self) -> io::Result<Scan> {
-        self.scan_generations(2)
+        self.scan_generations(2, true)
     }
 
     /// Reads and verifies the newest complete generation only: all the
     /// mirror needs. When both header slots are complete (the usual case,
     /// and after a confirmation they even select the same slots), this
     /// reads and checksums the slots once instead of twice.
+    /// A projected generation is never the mirror: it describes the file
+    /// as it is not yet, and every update is made over the generation that
+    /// describes it as it is.
     fn scan_newest(&self) -> io::Result<Scan> {
-        self.scan_generations(1)
+        self.scan_generations(1, false)
     }
 
-    fn scan_generations(&self, wanted: usize) -> io::Result<Scan> {
+    fn scan_generations(&self, wanted: usize, projected: bool) -> io::Result<Scan> {
         let len = self.file.len()?;
         let mut scan = Scan::default();
         let mut headers = Vec::new();
@@ -506,6 +524,9 @@ impl Store {
         for h in headers {
             if scan.generations.len() == wanted {
                 break;
+            }
+            if !projected && h.projected_through().is_some() {
+                continue;
             }
             match self.read_generation(&h, len) {
                 Ok((generation, selected, max_slot_gen)) => {
@@ -587,6 +608,7 @@ impl Store {
     /// fresh region so the previous generation stays intact until the new
     /// header lands.
     pub fn write_generation(&mut self, snap: &Snapshot) -> Result<u64, StoreError> {
+        self.retire_projected()?;
         if snap.pages.is_empty() || snap.pages[0].0 != 1 {
             return Err(StoreError::Invalid(
                 "snapshot must start with page 1".into(),
@@ -652,6 +674,7 @@ impl Store {
         fingerprint: Fingerprint,
         flags: u32,
     ) -> Result<Option<u64>, StoreError> {
+        self.retire_projected()?;
         let Some(m) = &self.mirror else {
             return Ok(None);
         };
@@ -718,6 +741,7 @@ impl Store {
     /// Setting `WAL_AHEAD` is made durable at once (unless the policy is
     /// `off`): it must be on disk before the WAL frames it announces.
     pub fn rewrite_flags(&mut self, set: u32, clear: u32) -> Result<Option<u64>, StoreError> {
+        self.retire_projected()?;
         let Some(m) = &mut self.mirror else {
             return Err(StoreError::Invalid("no generation to update".into()));
         };
@@ -747,6 +771,7 @@ impl Store {
         &mut self,
         session: format::WalSession,
     ) -> Result<Option<u64>, StoreError> {
+        self.retire_projected()?;
         let Some(m) = &self.mirror else {
             return Err(StoreError::Invalid("no generation to update".into()));
         };
@@ -759,6 +784,99 @@ impl Store {
         };
         header.fingerprint.wal_session = Some(session);
         self.rewrite_header(header, false)
+    }
+
+    /// Whether the last refresh found a projected generation.
+    pub fn has_projected(&self) -> bool {
+        self.projected_slot.is_some()
+    }
+
+    /// Looks for a projected generation on disk (one small read) and
+    /// retires it: what a connection does before it writes WAL frames,
+    /// which a projection written by another connection cannot see.
+    pub fn retire_projected_on_disk(&mut self) -> Result<(), StoreError> {
+        let (_, projected) = self.newest_headers()?;
+        self.projected_slot = projected;
+        self.retire_projected()
+    }
+
+    /// Retires the projected generation the last refresh found, if it is
+    /// still there: its header slot is zeroed and, unless the policy is
+    /// `off`, fsynced. Done before every other update, and by a connection
+    /// about to write WAL frames or checkpoint: a projection vouches for
+    /// the file only as long as nobody through metadwr writes after its
+    /// commit frame, so it must be gone from the disk before anyone does
+    /// (section 6.6 of docs/dwr-format.md).
+    pub fn retire_projected(&mut self) -> Result<(), StoreError> {
+        let Some(which) = self.projected_slot.take() else {
+            return Ok(());
+        };
+        let mut hbuf = [0u8; HEADER_SIZE];
+        let off = header_offset(which);
+        if self.file.read_at(&mut hbuf, off)? == HEADER_SIZE
+            && Header::decode(&hbuf).is_ok_and(|h| h.projected_through().is_some())
+        {
+            self.file.write_all_at(&[0u8; HEADER_SIZE], off)?;
+            self.unsynced = true;
+            if self.policy != SyncPolicy::Off {
+                self.sync()?;
+            }
+            self.stats.projections_retired += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes `snap`, the protected pages as a complete checkpoint of the
+    /// WAL through the commit frame its WAL session names will leave the
+    /// file, as a *projected* generation over the mirror's (section 6.6 of
+    /// docs/dwr-format.md). The mirror's generation must stay intact and
+    /// readable beside it, since it still describes the file while the WAL
+    /// holds frames: so the new pages go only into the slots it does not
+    /// select, the header into the slot it does not use (the number is
+    /// chosen for that), and never into both. An older projection is
+    /// replaced. Made durable unless the policy is `off`. Returns the
+    /// generation number, or `None` when the mirror cannot carry one
+    /// (none, another page size, or the snapshot is not projected).
+    pub fn write_projected(&mut self, snap: &Snapshot) -> Result<Option<u64>, StoreError> {
+        let projected = snap
+            .fingerprint
+            .wal_session
+            .is_some_and(|w| w.projected != 0);
+        let Some(m) = &mut self.mirror else {
+            return Ok(None);
+        };
+        if !projected
+            || m.header.page_size != snap.page_size
+            || snap.pages.first().map(|p| p.0) != Some(1)
+            || snap
+                .pages
+                .iter()
+                .any(|(_, d)| d.len() != snap.page_size as usize)
+        {
+            return Ok(None);
+        }
+        let base = m.header.generation;
+        // Generation G lives in header slot G mod 2: skip a number rather
+        // than land on the base's slot.
+        if (m.max_generation_seen + 1) % 2 == base % 2 {
+            m.max_generation_seen += 1;
+        }
+        let written = self.write_incremental(snap);
+        // The mirror now holds the projection; the next update must start
+        // from the base again, which a rescan (skipping projections) gives.
+        self.mirror = None;
+        let generation = written?;
+        if generation == base {
+            // Nothing differs from the base, not even the fingerprint;
+            // cannot happen for a projected snapshot, but never claim one.
+            return Ok(None);
+        }
+        self.projected_slot = Some(generation % 2);
+        self.unsynced = true;
+        if self.policy != SyncPolicy::Off {
+            self.sync()?;
+        }
+        Ok(Some(generation))
     }
 
     /// Writes `header`, which selects the mirror's page slots, as the new
@@ -1151,6 +1269,90 @@ mod tests {
             .into_iter()
             .next()
             .unwrap()
+    }
+
+    fn projected(ps: u32, pages: &[(u32, u8)], counter: u32, frame: u32) -> Snapshot {
+        let mut s = snap(ps, pages, counter);
+        s.fingerprint.wal_session = Some(format::WalSession {
+            sequence: 0,
+            salt1: 11,
+            salt2: 22,
+            complete: true,
+            backfilled: 0,
+            projected: frame,
+        });
+        s
+    }
+
+    #[test]
+    fn a_projection_keeps_its_base_readable_and_is_retired_by_the_next_update() {
+        let path = tmp("projected");
+        let mut s = Store::open(&path, true, SyncPolicy::Full).unwrap();
+        // Base generation 1 in slot 1; a second one (2, slot 0) so the
+        // numbering has to skip to keep the base's slot.
+        s.write_generation(&snap(512, &[(1, 1), (2, 2), (5, 5)], 1))
+            .unwrap();
+        let base = s
+            .write_generation(&snap(512, &[(1, 3), (2, 2), (5, 5)], 2))
+            .unwrap();
+        let w = s
+            .write_projected(&projected(512, &[(1, 4), (2, 2), (5, 6), (7, 7)], 3, 40))
+            .unwrap()
+            .expect("a projection over the base");
+        assert_ne!(w % 2, base % 2, "the base's header slot is kept");
+        assert!(w > base);
+        // Both are complete: the planner sees the projection first...
+        let scan = s.scan().unwrap();
+        let gens: Vec<u64> = scan
+            .generations
+            .iter()
+            .map(|g| g.header.generation)
+            .collect();
+        assert_eq!(gens, vec![w, base]);
+        assert_eq!(scan.generations[0].header.projected_through(), Some(40));
+        assert_eq!(scan.generations[0].page(7).unwrap(), page(512, 7));
+        assert_eq!(scan.generations[1].page(1).unwrap(), page(512, 3));
+        assert_eq!(scan.generations[1].page(5).unwrap(), page(512, 5));
+        // ...while every update starts from the base, and retires it.
+        let mut other = Store::open(&path, false, SyncPolicy::Full).unwrap();
+        other.refresh().unwrap();
+        assert_eq!(other.mirror_generation(), Some(base));
+        assert!(other.has_projected());
+        let next = other
+            .write_generation(&snap(512, &[(1, 8), (2, 2), (5, 5)], 4))
+            .unwrap();
+        assert_eq!(other.stats().projections_retired, 1);
+        assert!(next > w);
+        let scan = other.scan().unwrap();
+        assert!(scan
+            .generations
+            .iter()
+            .all(|g| g.header.projected_through().is_none()));
+        assert_eq!(scan.generations[0].header.generation, next);
+        assert_eq!(scan.generations[0].page(1).unwrap(), page(512, 8));
+        // A second projection replaces the first, still over the base.
+        let mut s = Store::open(&path, false, SyncPolicy::Full).unwrap();
+        s.refresh().unwrap();
+        let base = s.mirror_generation().unwrap();
+        let w1 = s
+            .write_projected(&projected(512, &[(1, 9), (2, 2), (5, 5)], 5, 50))
+            .unwrap()
+            .unwrap();
+        s.refresh().unwrap();
+        let w2 = s
+            .write_projected(&projected(512, &[(1, 10), (2, 2), (5, 5)], 6, 60))
+            .unwrap()
+            .unwrap();
+        assert!(w2 > w1);
+        let scan = s.scan().unwrap();
+        let gens: Vec<u64> = scan
+            .generations
+            .iter()
+            .map(|g| g.header.generation)
+            .collect();
+        assert_eq!(gens, vec![w2, base]);
+        assert_eq!(scan.generations[0].page(1).unwrap(), page(512, 10));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -299,7 +299,25 @@ impl DbIo for RealIo {
     }
 
     fn checkpoint_lock(&mut self, take: bool) -> Result<(), Rc> {
-        let lock = ShmLock::checkpoint(take);
+        self.shm_lock(ShmLock::checkpoint(take))
+    }
+
+    fn wal_write_lock(&mut self, take: bool) -> Result<(), Rc> {
+        self.shm_lock(ShmLock::write(take))
+    }
+
+    fn wal_index_u32(&mut self, at: usize) -> Option<u32> {
+        wal_index_u32(self.1, at)
+    }
+
+    fn wal_index_headers(&mut self) -> Option<[u8; wal_index::HEADERS]> {
+        wal_index_bytes(self.1, 0)
+    }
+}
+
+impl RealIo {
+    /// One shared-memory lock call on the real file, past the monitor.
+    fn shm_lock(&mut self, lock: ShmLock) -> Result<(), Rc> {
         // SAFETY: as in real_call!; xShmLock exists only from version 2.
         let has_shm = unsafe { (*(*self.0).pMethods).iVersion >= 2 };
         if !has_shm {
@@ -312,14 +330,6 @@ impl DbIo for RealIo {
             lock.n,
             lock.flags()
         ))
-    }
-
-    fn wal_index_u32(&mut self, at: usize) -> Option<u32> {
-        wal_index_u32(self.1, at)
-    }
-
-    fn wal_index_headers(&mut self) -> Option<[u8; wal_index::HEADERS]> {
-        wal_index_bytes(self.1, 0)
     }
 }
 
@@ -1230,7 +1240,10 @@ unsafe extern "C" fn shim_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int)
     // SAFETY: `file` is an open ShimFile (SQLite's contract).
     let db = unsafe { open_db(file) };
     on_file(db, "xShmUnmap", ffi::SQLITE_IOERR_SHMMAP, |db| {
-        let _ = db.watch("xShmUnmap", |m, _| m.set_shm_mapped(false));
+        let _ = db.watch("xShmUnmap", |m, io| {
+            m.before_shm_unmap(io, delete != 0);
+            m.set_shm_mapped(false)
+        });
         db.shm_region0 = ptr::null();
         real_call!(db.real(), xShmUnmap, delete)
     })

@@ -169,15 +169,31 @@ impl Monitor {
         // can find the copy without WAL_AHEAD: whoever wrote the frames
         // already there set it, and it is cleared only while the WAL is
         // empty. So a write into a WAL with frames costs nothing here.
-        if lock.takes_write_lock()
-            && wal_index::max_frame(io).is_none_or(|n| n == 0)
-            && wal_index::initialised(io)
-        {
-            self.wal_write_starting();
+        if lock.takes_write_lock() {
+            if wal_index::max_frame(io).is_none_or(|n| n == 0) && wal_index::initialised(io) {
+                self.wal_write_starting();
+            }
+            self.retire_projection();
         }
         if lock.takes_checkpoint_lock() {
             self.checkpoint = Checkpoint::Copying;
             self.checkpoint_started(io);
+        }
+    }
+
+    /// A WAL write lock was taken: frames may follow. A projected copy
+    /// (another connection wrote it when it closed) vouches for the file
+    /// only as long as no frame follows its commit through metadwr, so it
+    /// goes first (docs/dwr-format.md §6.6).
+    fn retire_projection(&mut self) {
+        if self.readonly {
+            return;
+        }
+        let Protection::On(store) = &mut self.protection else {
+            return;
+        };
+        if let Err(e) = store.retire_projected_on_disk() {
+            self.fail(&format!("cannot retire the projected copy: {e}"));
         }
     }
 

@@ -46,6 +46,10 @@ pub trait DbIo {
     fn unlock(&mut self, level: LockLevel) -> Result<(), Rc>;
     /// Takes (or releases) the WAL checkpoint lock, without waiting.
     fn checkpoint_lock(&mut self, take: bool) -> Result<(), Rc>;
+    /// Takes (or releases) the WAL write lock, without waiting.
+    fn wal_write_lock(&mut self, _take: bool) -> Result<(), Rc> {
+        Err(Rc::IOERR)
+    }
     /// In WAL mode, the native-order 32-bit field at byte `at` (a multiple
     /// of 4, below [`wal_locks::wal_index::HEADERS`] + 4) of region 0 of the
     /// WAL index; `None` without a mapped WAL index. See
@@ -75,6 +79,7 @@ pub type Logger = Box<dyn FnMut(&str) + Send>;
 mod commit;
 mod heal;
 pub mod pragma;
+mod projection;
 pub mod quarantine;
 mod recover;
 mod snapshot;

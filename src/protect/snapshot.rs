@@ -273,6 +273,33 @@ impl Monitor {
     }
 }
 
+/// Reads every protected page through `io`, walking the schema and the
+/// freelist, nothing taken from a mirror; witnesses start from `carried`
+/// (page numbers in `page_size`), every one read again. For a projection,
+/// where `io` is the file as a checkpoint will leave it.
+pub(super) fn take_full_snapshot(
+    io: &mut dyn DbIo,
+    identity: FileIdentity,
+    page_size: u32,
+    carried: Witnesses,
+) -> Result<Option<Snapshot>, String> {
+    let mut all = WrittenFilter::default();
+    all.insert_all();
+    let hints = Hints {
+        identity,
+        page1: None,
+        reuse: None,
+        freelist: None,
+        witnesses: WitnessHints {
+            page_size,
+            written: Witnesses::default(),
+            carried,
+            maybe_rewritten: &all,
+        },
+    };
+    Ok(take_snapshot(io, hints)?.map(|t| t.snapshot))
+}
+
 /// Whether a WAL-mode generation says the WAL may hold commits it lacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum WalAhead {

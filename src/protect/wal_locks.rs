@@ -144,6 +144,17 @@ impl ShmLock {
         }
     }
 
+    /// Taking (`take`) or releasing the WAL write lock, exclusive: what
+    /// the monitor asks for to keep writers out while it projects.
+    pub fn write(take: bool) -> ShmLock {
+        ShmLock {
+            offset: slot::WRITE,
+            n: 1,
+            take,
+            mode: ShmMode::Exclusive,
+        }
+    }
+
     fn covers(self, slot: i32) -> bool {
         self.offset <= slot && slot < self.offset.saturating_add(self.n)
     }

@@ -107,6 +107,7 @@ fn wal_commit_reaches_the_copy_at_the_checkpoint() {
         salt2: 0x2222,
         complete: false,
         backfilled: 0,
+        projected: 0,
     };
     assert_eq!(g.header.fingerprint.wal_session, Some(recorded));
 
